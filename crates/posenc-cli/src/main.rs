@@ -1,0 +1,2 @@
+//! The `posenc` command line.
+fn main() {}
