@@ -1,2 +1,48 @@
-//! The `posenc` command line.
-fn main() {}
+//! The `posenc` command line: positional encodings computed by the posenc library.
+//!
+//! Every subcommand prints readable text by default and one JSON object with `--json`.
+//! Bad input exits with status 2 and a one-line message on stderr; no input produces a panic.
+
+use clap::{Parser, Subcommand};
+
+mod model_cmd;
+mod serve;
+
+/// Command-line interface of posenc.
+#[derive(Parser)]
+#[command(name = "posenc", version, about = "Transformer positional encodings, exact against Hugging Face")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a real model (SmolLM2-135M) and position diagnostics on it.
+    Model(model_cmd::ModelArgs),
+    /// Serve the interactive explorer on 127.0.0.1.
+    Serve(serve::ServeArgs),
+}
+
+/// Runs one subcommand and returns the process exit status. An `Err` is reported as one line
+/// on stderr with exit status 2 (bad input); a subcommand that ran but found a failure returns 1.
+fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Model(args) => model_cmd::run(args),
+        Command::Serve(args) => serve::run(args),
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            // One line: the chain of causes joined, no backtrace.
+            let msg = format!("{err:#}").replace('\n', " ");
+            eprintln!("posenc: error: {msg}");
+            2
+        }
+    };
+    std::process::exit(code);
+}
