@@ -10,7 +10,11 @@ mod serve;
 
 /// Command-line interface of posenc.
 #[derive(Parser)]
-#[command(name = "posenc", version, about = "Transformer positional encodings, exact against Hugging Face")]
+#[command(
+    name = "posenc",
+    version,
+    about = "Transformer positional encodings, exact against Hugging Face"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
