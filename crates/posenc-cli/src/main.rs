@@ -5,6 +5,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod core_cmds;
 mod model_cmd;
 mod serve;
 
@@ -22,6 +23,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// RoPE inverse frequencies and cos/sin rows for a Hugging Face config.json.
+    Rope(core_cmds::RopeArgs),
+    /// A practitioner's report on a config.json: scheme, per-pair wavelengths, bands, base bound, lint.
+    Inspect(core_cmds::InspectArgs),
     /// Run a real model (SmolLM2-135M) and position diagnostics on it.
     Model(model_cmd::ModelArgs),
     /// Serve the interactive explorer on 127.0.0.1.
@@ -32,6 +37,8 @@ enum Command {
 /// on stderr with exit status 2 (bad input); a subcommand that ran but found a failure returns 1.
 fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
+        Command::Rope(args) => core_cmds::rope(args),
+        Command::Inspect(args) => core_cmds::inspect(args),
         Command::Model(args) => model_cmd::run(args),
         Command::Serve(args) => serve::run(args),
     }

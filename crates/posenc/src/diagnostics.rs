@@ -180,19 +180,34 @@ pub fn base_criterion(
     stop_at_first_violation: bool,
 ) -> Result<BaseCriterion> {
     crate::error::check_positive("base", base)?;
-    if rotary_dim < 2 || rotary_dim % 2 != 0 {
+    if rotary_dim < 2 || !rotary_dim.is_multiple_of(2) {
         return Err(Error::invalid(
             "rotary_dim",
             format!("an even number >= 2, got {rotary_dim}"),
         ));
     }
-    crate::error::check_cap("context", context as u64, MAX_CRITERION_LEN as u64)?;
     let d = rotary_dim as f64;
     let freqs: Vec<f64> = (0..rotary_dim / 2)
         .map(|i| base.powf(-((2 * i) as f64) / d))
         .collect();
+    let mut result = frequency_criterion(&freqs, context, stop_at_first_violation)?;
+    result.base = base;
+    Ok(result)
+}
+
+/// The same criterion for arbitrary (for example scaled) inverse frequencies:
+/// `Σ_i cos(m · θ_i) ≥ 0` for every `m < context`. `base` in the result is NaN.
+pub fn frequency_criterion(
+    freqs: &[f64],
+    context: usize,
+    stop_at_first_violation: bool,
+) -> Result<BaseCriterion> {
+    crate::error::check_cap("context", context as u64, MAX_CRITERION_LEN as u64)?;
+    if freqs.iter().any(|f| !f.is_finite()) {
+        return Err(Error::invalid("inv_freq", "finite frequencies"));
+    }
     let mut result = BaseCriterion {
-        base,
+        base: f64::NAN,
         context,
         holds: true,
         first_violation: None,
@@ -202,19 +217,28 @@ pub fn base_criterion(
     // Each pair's (cos, sin) advances by one rotation per position; an exact resync every
     // RESYNC positions keeps the accumulated error below 1e-12, far under any sign decision.
     const RESYNC: usize = 256;
-    let steps: Vec<(f64, f64)> = freqs.iter().map(|f| (f.cos(), f.sin())).collect();
-    let mut state: Vec<(f64, f64)> = vec![(1.0, 0.0); freqs.len()];
+    // Struct-of-arrays so the per-position update vectorizes.
+    let step_cos: Vec<f64> = freqs.iter().map(|f| f.cos()).collect();
+    let step_sin: Vec<f64> = freqs.iter().map(|f| f.sin()).collect();
+    let mut cos = vec![1.0f64; freqs.len()];
+    let mut sin = vec![0.0f64; freqs.len()];
     for m in 0..context {
         if m % RESYNC == 0 {
             let mf = m as f64;
-            for (st, f) in state.iter_mut().zip(&freqs) {
-                let (s, c) = (mf * f).rem_euclid(TAU).sin_cos();
-                *st = (c, s);
+            for ((c, s), f) in cos.iter_mut().zip(sin.iter_mut()).zip(freqs) {
+                (*s, *c) = (mf * f).rem_euclid(TAU).sin_cos();
             }
         }
-        let b: f64 = state.iter().map(|st| st.0).sum();
-        for (st, &(dc, ds)) in state.iter_mut().zip(&steps) {
-            *st = (st.0 * dc - st.1 * ds, st.0 * ds + st.1 * dc);
+        let b: f64 = cos.iter().sum();
+        for (((c, s), dc), ds) in cos
+            .iter_mut()
+            .zip(sin.iter_mut())
+            .zip(&step_cos)
+            .zip(&step_sin)
+        {
+            let (c0, s0) = (*c, *s);
+            *c = c0 * dc - s0 * ds;
+            *s = c0 * ds + s0 * dc;
         }
         if b < result.min_value {
             result.min_value = b;

@@ -279,7 +279,7 @@ impl RopeParams {
         if self.head_dim == 0 {
             return Err(Error::invalid("head_dim", "a positive integer, got 0"));
         }
-        if self.rotary_dim == 0 || self.rotary_dim % 2 != 0 {
+        if self.rotary_dim == 0 || !self.rotary_dim.is_multiple_of(2) {
             return Err(Error::invalid(
                 "rotary_dim",
                 format!(
