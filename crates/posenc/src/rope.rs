@@ -529,10 +529,11 @@ impl RopeParams {
     fn frequencies_hf(&self, seq_len: Option<usize>) -> (Vec<f32>, f64) {
         let d = self.rotary_dim;
         let half = d / 2;
-        // `base ** (torch.arange(0, dim, 2).float() / dim)`: the base becomes float32.
+        // `base ** (torch.arange(0, dim, 2).float() / dim)`: the base becomes float32 and torch's
+        // CPU kernel evaluates the power with SLEEF's (not correctly rounded) `powf_u10`.
         let pow_freqs = |base: f64, denom: usize, count: usize| -> Vec<f32> {
             (0..count)
-                .map(|i| (base as f32).powf((2 * i) as f32 / denom as f32))
+                .map(|i| crate::torch_f32::powf(base as f32, (2 * i) as f32 / denom as f32))
                 .collect()
         };
         let default = |base: f64| -> Vec<f32> {
@@ -590,12 +591,14 @@ impl RopeParams {
                 let inv = default(self.base)
                     .into_iter()
                     .map(|f| {
-                        let wavelen = std::f32::consts::TAU / f;
+                        // torch evaluates `scalar / tensor` as `tensor.reciprocal() * scalar`:
+                        // two roundings, not one division.
+                        let wavelen = (1.0f32 / f) * std::f32::consts::TAU;
                         let scaled = if wavelen > low_wl { f / factor } else { f };
                         if wavelen < high_wl || wavelen > low_wl {
                             scaled
                         } else {
-                            let smooth = (old / wavelen - l.low_freq_factor as f32)
+                            let smooth = ((1.0f32 / wavelen) * old - l.low_freq_factor as f32)
                                 / (l.high_freq_factor - l.low_freq_factor) as f32;
                             (1.0f32 - smooth) * scaled / factor + smooth * scaled
                         }
