@@ -28,7 +28,7 @@ pub struct RopeArgs {
     #[arg(long)]
     seq_len: Option<usize>,
     /// Explicit positions, comma-separated (for example 0,1,4096,131071).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     positions: Option<String>,
     /// `exact` (f64 angles) or `hf` (Hugging Face's float32 arithmetic).
     #[arg(long, default_value = "exact")]

@@ -45,7 +45,41 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                err.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                let _ = err.print();
+                std::process::exit(
+                    if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                        2
+                    } else {
+                        0
+                    },
+                );
+            }
+            // clap's message spans several lines (problem, usage, hints): keep the problem, on one line.
+            let rendered = err.render().to_string();
+            let problem: Vec<&str> = rendered
+                .lines()
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            let problem = problem.join(" ");
+            eprintln!(
+                "posenc: error: {} (see `posenc --help`)",
+                problem.trim_start_matches("error: ")
+            );
+            std::process::exit(2);
+        }
+    };
     let code = match run(cli) {
         Ok(code) => code,
         Err(err) => {
