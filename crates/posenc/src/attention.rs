@@ -568,6 +568,21 @@ fn check_inputs(
     Ok(Checked { seq_q, seq_k })
 }
 
+/// A score must be finite: an overflowing bias (say an ALiBi slope of 1e300 over a long
+/// distance) or scale is reported instead of turning the softmax into NaN.
+fn check_score(s: f64, h: usize, i: usize, j: usize) -> Result<f64> {
+    if s.is_finite() {
+        Ok(s)
+    } else {
+        Err(Error::invalid(
+            "scores",
+            format!(
+                "finite scores; got {s} for head {h}, query {i}, key {j} (bias or scale too large)"
+            ),
+        ))
+    }
+}
+
 fn dot(a: &[f32], b: &[f32]) -> f64 {
     a.iter()
         .zip(b)
@@ -633,7 +648,7 @@ pub fn attention_scores(
             for (j, &pk) in key_positions.iter().enumerate() {
                 let b = scheme.score_bias(h, pq, pk)?;
                 let s = scale * dot(q_head(heads, &q, i, h), kv_head_of(heads, &k, j, h)) + b;
-                out.push(s as f32);
+                out.push(check_score(s, h, i, j)? as f32);
             }
         }
     }
@@ -650,7 +665,8 @@ pub fn attention_scores(
 /// Errors (never panics): invalid heads or scheme, buffers not matching
 /// `[seq][heads][head_dim]` with `seq` = the number of positions, `v` not the shape of `k`,
 /// non-finite values, masks of the wrong size, a learned position past the table
-/// ([`Error::PositionOutOfRange`]), sizes above [`MAX_SCORE_ELEMENTS`] / [`MAX_BUFFER_ELEMENTS`].
+/// ([`Error::PositionOutOfRange`]), sizes above [`MAX_SCORE_ELEMENTS`] / [`MAX_BUFFER_ELEMENTS`],
+/// a score that overflows `f64` (an unmasked pair whose bias or scale is too large).
 #[allow(clippy::too_many_arguments)]
 pub fn attention(
     heads: &HeadConfig,
@@ -740,7 +756,7 @@ pub fn attend_positioned(
                 if mask.allows(i, j, seq_q, seq_k, pq, pk) {
                     let b = scheme.score_bias(h, pq, pk)?;
                     let s = scale * dot(q_head(heads, q, i, h), kv_head_of(heads, k, j, h)) + b;
-                    row.push((j, s));
+                    row.push((j, check_score(s, h, i, j)?));
                 }
             }
             // All keys masked: zero weights and zero output (left as initialised).

@@ -33,7 +33,7 @@ use std::ops::Range;
 
 use crate::attention::{
     apply_query_key_scheme, attend_positioned, AttentionOptions, AttentionOutput, Causal,
-    HeadConfig, Mask, Scheme,
+    HeadConfig, Mask, Scheme, MAX_HEADS, MAX_HEAD_DIM,
 };
 use crate::error::check_cap;
 use crate::rope::{self, RopeFrequencies, RopeLayout};
@@ -83,7 +83,7 @@ pub struct KvCache {
 impl KvCache {
     /// An empty cache for `n_kv_heads` heads of `head_dim`.
     ///
-    /// Errors: a zero count or size.
+    /// Errors: a zero count or size, above [`MAX_HEADS`] or [`MAX_HEAD_DIM`].
     pub fn new(n_kv_heads: usize, head_dim: usize) -> Result<Self> {
         if n_kv_heads == 0 {
             return Err(Error::invalid("n_kv_heads", "at least 1 head"));
@@ -91,6 +91,8 @@ impl KvCache {
         if head_dim == 0 {
             return Err(Error::invalid("head_dim", "at least 1"));
         }
+        check_cap("n_kv_heads", n_kv_heads as u64, MAX_HEADS as u64)?;
+        check_cap("head_dim", head_dim as u64, MAX_HEAD_DIM as u64)?;
         Ok(KvCache {
             n_kv_heads,
             head_dim,

@@ -501,6 +501,8 @@ fn kv_cache_errors_on_malformed_input() {
     let heads = HeadConfig::new(4, 2, 4).unwrap();
     assert!(KvCache::new(0, 4).is_err());
     assert!(KvCache::new(2, 0).is_err());
+    assert!(KvCache::new(usize::MAX, 2).is_err());
+    assert!(KvCache::new(2, usize::MAX).is_err());
     assert!(BatchKvCache::new(0, &heads).is_err());
     let mut cache = KvCache::for_heads(&heads).unwrap();
     let kv = vec![0.5f32; 2 * 8];

@@ -693,6 +693,17 @@ fn malformed_inputs_return_errors() {
         layout: RopeLayout::HalfSplit,
     };
     assert!(run(&heads, &q, &k, &k, &pos, &pos, &s, &none).is_err());
+    // A bias that overflows f64 (slope 1e300 over 1e10 positions) is an error, not NaN.
+    let s = Scheme::Alibi {
+        slopes: vec![1e300, 1e300],
+        symmetric: true,
+    };
+    let far = [0u64, 1, 10_000_000_000];
+    assert!(run(&heads, &q, &k, &k, &pos, &far, &s, &none).is_err());
+    assert!(attention_scores(&heads, &q, &k, &pos, &far, &s, None).is_err());
+    // ... unless the mask removes the far key.
+    let m = Mask::none().with_key_padding(vec![true, true, false]);
+    assert!(run(&heads, &q, &k, &k, &pos, &far, &s, &m).is_ok());
     let opts_bad = AttentionOptions {
         scale: Some(f64::INFINITY),
         return_weights: false,
