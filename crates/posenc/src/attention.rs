@@ -428,7 +428,8 @@ impl Scheme {
     }
 
     /// The bias this scheme adds to the score of query head `head` (query at `query_position`,
-    /// key at `key_position`), in `f64`; `0` for schemes that do not enter at the scores.
+    /// key at `key_position`), in `f64`: the ALiBi or T5 term, `0` for every other scheme (Shaw's
+    /// score term depends on the query vector and is added inside [`attention`]).
     ///
     /// Errors: `head` past the slopes or table, invalid T5 buckets.
     pub fn score_bias(&self, head: usize, query_position: u64, key_position: u64) -> Result<f64> {
@@ -515,8 +516,8 @@ fn shaw_rows(
     let rel = (key_position as i128 - query_position as i128).clamp(-k, k);
     let r = usize::try_from(rel + k).ok()?;
     let start = r.checked_mul(head_dim)?;
-    let a_k = rel_k.get(start..start + head_dim)?;
-    Some((a_k, rel_v.get(start..start + head_dim)))
+    let end = start.checked_add(head_dim)?;
+    Some((rel_k.get(start..end)?, rel_v.get(start..end)))
 }
 
 /// Options of [`attention`].
