@@ -64,30 +64,32 @@ pub fn slopes(num_heads: usize) -> Result<Vec<f64>> {
     Ok(out)
 }
 
-/// The slopes as BLOOM's `build_alibi_tensor` computes them, in float32: `base = 2^(-8/p)`
-/// rounded to f32, slopes `base^1 .. base^p`, then `extra_base = 2^(-4/p)` (rounded to f32) to
-/// the odd powers `1, 3, ..` for the remaining `n - p` heads.
+/// The slopes as BLOOM's `build_alibi_tensor` computes them, bit for bit: `base = 2^(-8/p)`
+/// rounded to f32, slopes `torch.pow(base, [1 .. p])`, then `extra_base = 2^(-4/p)` (rounded to
+/// f32) to the odd powers `1, 3, ..` for the remaining `n - p` heads.
 ///
-/// Each power is the correctly rounded f32 of the exact power of the f32 base (evaluated in
-/// `f64`, so the result does not depend on the platform's `powf`). Torch evaluates the power
-/// with a vectorised float32 `pow` accurate to 1 ulp but not always correctly rounded, so a few
-/// slopes differ from BLOOM's by one ulp: in the shared fixture, 2 of 133 values (16 heads,
-/// head 12; 32 heads, head 14), the rest bit-identical.
+/// The powers go through torch's float32 CPU `pow` (SLEEF `powf_u10`, reproduced in the
+/// crate's `torch_f32` module), which is not correctly rounded: a correctly rounded power differs
+/// from BLOOM's in the last bit for 2 of the 133 values of the shared fixture (16 heads, head 12;
+/// 32 heads, head 14); this function matches all 133. Caveat (as for RoPE's `hf` mode): torch
+/// computes a tail shorter than its vector block (16 floats with AVX2) with the correctly
+/// rounded scalar `std::pow`; that machine-dependent split is not modelled here.
 ///
 /// These differ from the exact [`slopes`] by a few f32 ulps (up to about 5e-7 relative for 32
 /// heads), because the rounded base is raised to a power.
 ///
 /// Errors: as [`slopes`].
 pub fn slopes_bloom_f32(num_heads: usize) -> Result<Vec<f32>> {
+    use crate::torch_f32::powf;
     check_heads(num_heads)?;
     let p = floor_pow2(num_heads);
     // Python: 2 ** (-(2 ** -(math.log2(p) - 3))) = 2^(-8/p), a double, then torch.tensor(.., float32).
-    let base = f64::from((-8.0 / p as f64).exp2() as f32);
-    let mut out: Vec<f32> = (1..=p).map(|k| base.powf(k as f64) as f32).collect();
+    let base = (-8.0 / p as f64).exp2() as f32;
+    let mut out: Vec<f32> = (1..=p).map(|k| powf(base, k as f32)).collect();
     let rest = num_heads - p;
     if rest > 0 {
-        let extra_base = f64::from((-4.0 / p as f64).exp2() as f32);
-        out.extend((0..rest).map(|k| extra_base.powf((2 * k + 1) as f64) as f32));
+        let extra_base = (-4.0 / p as f64).exp2() as f32;
+        out.extend((0..rest).map(|k| powf(extra_base, (2 * k + 1) as f32)));
     }
     Ok(out)
 }
