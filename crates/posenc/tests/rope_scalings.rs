@@ -187,17 +187,9 @@ fn bad_shapes_are_errors() {
     let mut x = vec![0.0f32; 6];
     let (c, s) = (vec![1.0f32; 4], vec![0.0f32; 4]);
     assert!(apply_rotary(&mut x, &c, &s, RopeLayout::HalfSplit).is_err());
-    assert!(apply_rotary(&mut vec![0.0; 8], &c, &s[..3], RopeLayout::HalfSplit).is_err());
-    assert!(apply_rotary_heads(&mut vec![0.0; 15], 2, 8, &c, &s, RopeLayout::HalfSplit).is_err());
-    assert!(apply_rotary_seq(
-        &mut vec![0.0; 16],
-        1,
-        8,
-        &[0, 1, 2],
-        &f,
-        RopeLayout::HalfSplit
-    )
-    .is_err());
+    assert!(apply_rotary(&mut [0.0; 8], &c, &s[..3], RopeLayout::HalfSplit).is_err());
+    assert!(apply_rotary_heads(&mut [0.0; 15], 2, 8, &c, &s, RopeLayout::HalfSplit).is_err());
+    assert!(apply_rotary_seq(&mut [0.0; 16], 1, 8, &[0, 1, 2], &f, RopeLayout::HalfSplit).is_err());
     assert!(cos_sin_row(&f, 0, &mut [0.0; 3], &mut [0.0; 4]).is_err());
     assert!(RopeTable::new(&f, &vec![0; (MAX_TABLE_ENTRIES / 4 + 1) as usize]).is_err());
     for bad in [
