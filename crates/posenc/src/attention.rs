@@ -39,10 +39,13 @@
 //! * [`Scheme::T5`]: bias `b_h = table[bucket(p_j - p_i)][h]` (Hugging Face
 //!   `T5Attention._relative_position_bucket`). Not scaled; T5 itself uses `scale = 1`
 //!   ([`AttentionOptions::scale`]).
+//! * [`Scheme::Shaw`] (Shaw, Uszkoreit & Vaswani, 2018): with `r = clip(p_j - p_i, -k, k) + k`,
+//!   the score is `scale · <q_i, k_j + a^K[r]>` and the output `Σ_j w_ij (v_j + a^V[r])`; the
+//!   tables are shared by all heads, as in the paper.
 //!
 //! Positions are explicit per query and per key (`u64`): offsets for decoding with a cache, left
 //! padding and gaps are all expressed through them. Schemes that only see `p_j - p_i` (RoPE,
-//! ALiBi, T5) give the same scores when every position is shifted by the same amount; absolute
+//! ALiBi, T5, Shaw) give the same scores when every position is shifted by the same amount; absolute
 //! schemes do not.
 //!
 //! ## Masks
@@ -303,6 +306,17 @@ pub enum Scheme {
         /// Direction, bucket count and maximum distance.
         buckets: T5Buckets,
     },
+    /// Shaw et al. (2018) relative representations ([`crate::relative`]), shared by all heads:
+    /// with `r = clip(p_k - p_q, -k, k) + k`, the score gains `scale · <q', rel_k[r]>` and the
+    /// output gains `Σ_j w_j · rel_v[r]`.
+    Shaw {
+        /// `a^K` table, flat `[2k + 1][head_dim]`.
+        rel_k: Vec<f32>,
+        /// `a^V` table, flat `[2k + 1][head_dim]`, or empty for keys-only Shaw.
+        rel_v: Vec<f32>,
+        /// The clipping distance `k`.
+        max_relative_position: usize,
+    },
 }
 
 impl Scheme {
@@ -312,11 +326,13 @@ impl Scheme {
             Scheme::NoPe => PositionEntry::Nowhere,
             Scheme::Sinusoidal { .. } | Scheme::Learned(_) => PositionEntry::HiddenStates,
             Scheme::Rope { .. } => PositionEntry::QueryKey,
-            Scheme::Alibi { .. } | Scheme::T5 { .. } => PositionEntry::AttentionScores,
+            Scheme::Alibi { .. } | Scheme::T5 { .. } | Scheme::Shaw { .. } => {
+                PositionEntry::AttentionScores
+            }
         }
     }
 
-    /// A short name: `nope`, `sinusoidal`, `learned`, `rope`, `alibi`, `t5`.
+    /// A short name: `nope`, `sinusoidal`, `learned`, `rope`, `alibi`, `t5`, `shaw`.
     pub fn name(&self) -> &'static str {
         match self {
             Scheme::NoPe => "nope",
@@ -325,12 +341,14 @@ impl Scheme {
             Scheme::Rope { .. } => "rope",
             Scheme::Alibi { .. } => "alibi",
             Scheme::T5 { .. } => "t5",
+            Scheme::Shaw { .. } => "shaw",
         }
     }
 
     /// Checks the scheme against a layer: ALiBi needs one finite slope per query head, T5 a
     /// `[num_buckets][n_q_heads]` table and valid buckets, RoPE `rotary_dim <= head_dim` and
-    /// finite frequencies and factor, sinusoidal a finite base.
+    /// finite frequencies and factor, sinusoidal a finite base, Shaw `[2k + 1][head_dim]` tables
+    /// (`rel_v` may be empty) of finite values.
     pub fn validate(&self, heads: &HeadConfig) -> Result<()> {
         heads.validate()?;
         match self {
@@ -368,6 +386,23 @@ impl Scheme {
                 }
                 Ok(())
             }
+            Scheme::Shaw {
+                rel_k,
+                rel_v,
+                max_relative_position,
+            } => {
+                let rows = max_relative_position
+                    .checked_mul(2)
+                    .and_then(|r| r.checked_add(1))
+                    .ok_or_else(|| {
+                        Error::invalid("max_relative_position", "a size that fits in memory")
+                    })?;
+                check_buffer("Shaw rel_k [2k+1][head_dim]", rel_k, rows, heads.head_dim)?;
+                if !rel_v.is_empty() {
+                    check_buffer("Shaw rel_v [2k+1][head_dim]", rel_v, rows, heads.head_dim)?;
+                }
+                Ok(())
+            }
             Scheme::T5 {
                 bias_table,
                 buckets,
@@ -393,7 +428,8 @@ impl Scheme {
     }
 
     /// The bias this scheme adds to the score of query head `head` (query at `query_position`,
-    /// key at `key_position`), in `f64`; `0` for schemes that do not enter at the scores.
+    /// key at `key_position`), in `f64`: the ALiBi or T5 term, `0` for every other scheme (Shaw's
+    /// score term depends on the query vector and is added inside [`attention`]).
     ///
     /// Errors: `head` past the slopes or table, invalid T5 buckets.
     pub fn score_bias(&self, head: usize, query_position: u64, key_position: u64) -> Result<f64> {
@@ -458,6 +494,30 @@ impl Scheme {
         }
         Ok(())
     }
+}
+
+/// The Shaw table rows `(rel_k[r], rel_v[r])` for a (query, key) pair, `r = clip(p_k - p_q, -k,
+/// k) + k`; `None` for other schemes. Tables must have been validated for `head_dim`.
+fn shaw_rows(
+    scheme: &Scheme,
+    head_dim: usize,
+    query_position: u64,
+    key_position: u64,
+) -> Option<(&[f32], Option<&[f32]>)> {
+    let Scheme::Shaw {
+        rel_k,
+        rel_v,
+        max_relative_position,
+    } = scheme
+    else {
+        return None;
+    };
+    let k = *max_relative_position as i128;
+    let rel = (key_position as i128 - query_position as i128).clamp(-k, k);
+    let r = usize::try_from(rel + k).ok()?;
+    let start = r.checked_mul(head_dim)?;
+    let end = start.checked_add(head_dim)?;
+    Some((rel_k.get(start..end)?, rel_v.get(start..end)))
 }
 
 /// Options of [`attention`].
@@ -647,7 +707,11 @@ pub fn attention_scores(
         for (i, &pq) in query_positions.iter().enumerate() {
             for (j, &pk) in key_positions.iter().enumerate() {
                 let b = scheme.score_bias(h, pq, pk)?;
-                let s = scale * dot(q_head(heads, &q, i, h), kv_head_of(heads, &k, j, h)) + b;
+                let qh = q_head(heads, &q, i, h);
+                let mut s = scale * dot(qh, kv_head_of(heads, &k, j, h)) + b;
+                if let Some((a_k, _)) = shaw_rows(scheme, heads.head_dim, pq, pk) {
+                    s += scale * dot(qh, a_k);
+                }
                 out.push(check_score(s, h, i, j)? as f32);
             }
         }
@@ -755,7 +819,11 @@ pub fn attend_positioned(
             for (j, &pk) in key_positions.iter().enumerate() {
                 if mask.allows(i, j, seq_q, seq_k, pq, pk) {
                     let b = scheme.score_bias(h, pq, pk)?;
-                    let s = scale * dot(q_head(heads, q, i, h), kv_head_of(heads, k, j, h)) + b;
+                    let qh = q_head(heads, q, i, h);
+                    let mut s = scale * dot(qh, kv_head_of(heads, k, j, h)) + b;
+                    if let Some((a_k, _)) = shaw_rows(scheme, heads.head_dim, pq, pk) {
+                        s += scale * dot(qh, a_k);
+                    }
                     row.push((j, check_score(s, h, i, j)?));
                 }
             }
@@ -774,6 +842,13 @@ pub fn attend_positioned(
                 let w = e / sum;
                 for (a, &x) in acc.iter_mut().zip(kv_head_of(heads, v, j, h)) {
                     *a += w * f64::from(x);
+                }
+                if let Some((_, Some(a_v))) =
+                    shaw_rows(scheme, d, query_positions[i], key_positions[j])
+                {
+                    for (a, &x) in acc.iter_mut().zip(a_v) {
+                        *a += w * f64::from(x);
+                    }
                 }
                 if let Some(ws) = weights.as_mut() {
                     ws[(h * seq_q + i) * seq_k + j] = w as f32;

@@ -63,6 +63,11 @@ fn schemes(heads: &HeadConfig) -> Vec<Scheme> {
                 max_distance: 32,
             },
         },
+        Scheme::Shaw {
+            rel_k: rng.vec(7 * heads.head_dim),
+            rel_v: rng.vec(7 * heads.head_dim),
+            max_relative_position: 3,
+        },
     ]
 }
 

@@ -7,7 +7,7 @@ use posenc::attention::{
     Mask, Scheme, SingleLayer,
 };
 use posenc::learned::LearnedTable;
-use posenc::relative::{t5_bias, T5Buckets};
+use posenc::relative::{shaw_output, shaw_scores, t5_bias, T5Buckets};
 use posenc::rope::{Precision, RopeLayout, RopeParams};
 use posenc::sinusoidal::{self, SinusoidalLayout};
 use posenc::{Error, PositionEntry};
@@ -190,6 +190,71 @@ fn t5_scores_match_module_bias_for_both_directions() {
         let got = attention_scores(&heads, &q, &k, &qpos, &kpos, &scheme, Some(1.0)).unwrap();
         assert_close(&got, &expected, 1e-5, "t5 scores");
     }
+}
+
+/// Shaw scores and outputs match the relative module's single-head formulas (queries and keys at
+/// positions 0.., as that module indexes them), including clipping beyond `k`.
+#[test]
+fn shaw_matches_relative_module() {
+    let (d, k_max, seq_q, seq_k) = (6usize, 2usize, 4usize, 7usize);
+    let heads = HeadConfig::mha(1, d).unwrap();
+    let mut rng = Rng(11);
+    let q = rng.vec(seq_q * d);
+    let k = rng.vec(seq_k * d);
+    let v = rng.vec(seq_k * d);
+    let rel_k = rng.vec((2 * k_max + 1) * d);
+    let rel_v = rng.vec((2 * k_max + 1) * d);
+    let scheme = Scheme::Shaw {
+        rel_k: rel_k.clone(),
+        rel_v: rel_v.clone(),
+        max_relative_position: k_max,
+    };
+    let qpos: Vec<u64> = (0..seq_q as u64).collect();
+    let kpos: Vec<u64> = (0..seq_k as u64).collect();
+    let got = attention_scores(&heads, &q, &k, &qpos, &kpos, &scheme, None).unwrap();
+    let want = shaw_scores(&q, &k, &rel_k, seq_q, seq_k, k_max).unwrap();
+    let want64: Vec<f64> = want.iter().map(|&x| x as f64).collect();
+    assert_close(&got, &want64, 4.0 * F32_OUT_TOL, "shaw scores");
+    let opts = AttentionOptions {
+        scale: None,
+        return_weights: true,
+    };
+    let out = attention(
+        &heads,
+        &q,
+        &k,
+        &v,
+        &qpos,
+        &kpos,
+        &scheme,
+        &Mask::none(),
+        &opts,
+    )
+    .unwrap();
+    let w = out.weights.unwrap();
+    let want = shaw_output(&w, &v, &rel_v, seq_q, seq_k, k_max).unwrap();
+    let want64: Vec<f64> = want.iter().map(|&x| x as f64).collect();
+    assert_close(&out.output, &want64, 4.0 * F32_OUT_TOL, "shaw output");
+    // The value table matters (the test can fail): without it the output differs.
+    let keys_only = Scheme::Shaw {
+        rel_k,
+        rel_v: Vec::new(),
+        max_relative_position: k_max,
+    };
+    let out2 = attention(
+        &heads,
+        &q,
+        &k,
+        &v,
+        &qpos,
+        &kpos,
+        &keys_only,
+        &Mask::none(),
+        &opts,
+    )
+    .unwrap();
+    assert_eq!(out2.weights.unwrap(), w);
+    assert_ne!(out2.output, out.output);
 }
 
 /// RoPE scores equal `<R(p_i) q, R(p_j) k>` with the rotation written here in f64
@@ -515,6 +580,14 @@ fn scheme_entries_match_the_modules() {
             },
             posenc::relative::ENTRY,
         ),
+        (
+            Scheme::Shaw {
+                rel_k: vec![0.0; 12],
+                rel_v: vec![],
+                max_relative_position: 1,
+            },
+            posenc::relative::ENTRY,
+        ),
     ];
     for (scheme, entry) in cases {
         assert_eq!(scheme.entry(), entry, "{}", scheme.name());
@@ -682,6 +755,30 @@ fn malformed_inputs_return_errors() {
     let s = Scheme::T5 {
         bias_table: vec![0.0; 4],
         buckets: bad_buckets,
+    };
+    assert!(run(&heads, &q, &k, &k, &pos, &pos, &s, &none).is_err());
+    let s = Scheme::Shaw {
+        rel_k: vec![0.0; 3 * 4],
+        rel_v: vec![],
+        max_relative_position: 1,
+    };
+    assert!(run(&heads, &q, &k, &k, &pos, &pos, &s, &none).is_ok());
+    let s = Scheme::Shaw {
+        rel_k: vec![0.0; 3 * 4],
+        rel_v: vec![0.0; 5],
+        max_relative_position: 1,
+    };
+    assert!(run(&heads, &q, &k, &k, &pos, &pos, &s, &none).is_err());
+    let s = Scheme::Shaw {
+        rel_k: vec![0.0; 2 * 4],
+        rel_v: vec![],
+        max_relative_position: 1,
+    };
+    assert!(run(&heads, &q, &k, &k, &pos, &pos, &s, &none).is_err());
+    let s = Scheme::Shaw {
+        rel_k: vec![],
+        rel_v: vec![],
+        max_relative_position: usize::MAX,
     };
     assert!(run(&heads, &q, &k, &k, &pos, &pos, &s, &none).is_err());
     let wide = RopeParams::new(10000.0, 8)

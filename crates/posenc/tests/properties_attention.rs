@@ -140,8 +140,8 @@ proptest! {
         }
     }
 
-    /// Shifting every position by the same offset leaves ALiBi and T5 scores bit-identical (their
-    /// bias sees only `p_k - p_q`, computed exactly) and RoPE scores equal within f32 rounding:
+    /// Shifting every position by the same offset leaves ALiBi, T5 and Shaw scores bit-identical
+    /// (their term sees only `p_k - p_q`, computed exactly) and RoPE scores equal within f32 rounding:
     /// each RoPE score is within 8.5u·a²·|q||k|·scale of the exact one (see properties_rope), so
     /// two of them differ by at most 17u ≈ 8.5ε, plus the f32 storage of both; we allow
     /// 10ε·a²·|q||k|·scale.
@@ -163,6 +163,11 @@ proptest! {
             Scheme::T5 {
                 bias_table: table_seed[..32 * h.n_q_heads].to_vec(),
                 buckets: T5Buckets { bidirectional, num_buckets: 32, max_distance: 128 },
+            },
+            Scheme::Shaw {
+                rel_k: table_seed[..9 * h.head_dim].to_vec(),
+                rel_v: vec![],
+                max_relative_position: 4,
             },
         ];
         for scheme in &exact {
