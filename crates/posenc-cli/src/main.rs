@@ -6,6 +6,7 @@
 use clap::{Parser, Subcommand};
 
 mod core_cmds;
+mod learn;
 mod model_cmd;
 mod serve;
 mod tables;
@@ -39,6 +40,13 @@ enum Command {
     Model(model_cmd::ModelArgs),
     /// Serve the interactive explorer on 127.0.0.1.
     Serve(serve::ServeArgs),
+    /// The learning path: `learn` (interactive course), `learn list`, `learn N --seed S`,
+    /// `learn N --seed S --part a|b|c --answer ...` (exit 0 right, 1 wrong, 2 malformed).
+    Learn(learn::cli::LearnArgs),
+    /// A walkthrough of one topic with numbers computed by posenc (`--json` for the structure).
+    Explain(learn::cli::ExplainArgs),
+    /// Recommend a position scheme and scaling for a training and a target length.
+    Advise(learn::cli::AdviseArgs),
 }
 
 /// Runs one subcommand and returns the process exit status. An `Err` is reported as one line
@@ -52,6 +60,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Sinusoidal(args) => tables::sinusoidal(args),
         Command::Model(args) => model_cmd::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Learn(args) => learn::cli::learn(args),
+        Command::Explain(args) => learn::cli::explain_cmd(args),
+        Command::Advise(args) => learn::cli::advise_cmd(args),
     }
 }
 
