@@ -1,0 +1,842 @@
+//! JSON endpoints of the explorer, one per computation (listed in `assets/API.md`).
+//!
+//! Each handler reads validated [`Params`], computes through [`super::math`] (the posenc
+//! library) on a blocking thread, and answers JSON. Heatmaps over long position ranges are
+//! sampled to at most `width` columns (one per pixel column of the canvas) so the response size
+//! is bounded by `width x rows`, not by the sequence length.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::math::{self, Scaling, SinLayout};
+use super::params::{check_product, ApiError, ApiResult, Params};
+
+/// Largest sequence length of a table (`len`).
+pub const MAX_LEN: usize = 131_072;
+/// Largest position range sampled for RoPE angle maps (only `width` columns are computed).
+pub const MAX_LONG_LEN: usize = 1 << 20;
+/// Largest `len * dim` of a table.
+pub const MAX_CELLS: usize = 4_000_000;
+/// Largest model / head dimension.
+pub const MAX_DIM: usize = 4096;
+/// Largest number of sampled columns in a heatmap answer.
+pub const MAX_WIDTH: usize = 2048;
+/// Largest number of heads.
+pub const MAX_HEADS: usize = 128;
+/// Largest side of a square matrix answer (bias, buckets, attention).
+pub const MAX_MATRIX: usize = 512;
+/// Largest context for the base lower bound (its search is O(context * pairs)).
+pub const MAX_BOUND_CONTEXT: usize = 131_072;
+/// Largest `config.json` accepted by the inspector, in bytes.
+pub const MAX_CONFIG_BYTES: usize = 256 * 1024;
+
+/// Shared state of the handlers.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Directory with `posenc model` JSON results.
+    pub results_dir: PathBuf,
+}
+
+/// The API router (`/api/...`) with JSON 404 / 405 fallbacks.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/api/health", get(health))
+        .route("/api/why", get(|p: Params| blocking(move || why(&p))))
+        .route(
+            "/api/sinusoidal/table",
+            get(|p: Params| blocking(move || sinusoidal_table(&p))),
+        )
+        .route(
+            "/api/sinusoidal/row",
+            get(|p: Params| blocking(move || sinusoidal_row(&p))),
+        )
+        .route(
+            "/api/learned/table",
+            get(|p: Params| blocking(move || learned_table(&p))),
+        )
+        .route(
+            "/api/rope/frequencies",
+            get(|p: Params| blocking(move || rope_frequencies(&p))),
+        )
+        .route(
+            "/api/rope/rotation",
+            get(|p: Params| blocking(move || rope_rotation(&p))),
+        )
+        .route(
+            "/api/rope/angles",
+            get(|p: Params| blocking(move || rope_angles(&p))),
+        )
+        .route(
+            "/api/rope/decay",
+            get(|p: Params| blocking(move || rope_decay(&p))),
+        )
+        .route(
+            "/api/rope/relative_check",
+            get(|p: Params| blocking(move || rope_relative_check(&p))),
+        )
+        .route("/api/alibi", get(|p: Params| blocking(move || alibi(&p))))
+        .route(
+            "/api/relative/t5",
+            get(|p: Params| blocking(move || relative_t5(&p))),
+        )
+        .route(
+            "/api/relative/shaw",
+            get(|p: Params| blocking(move || relative_shaw(&p))),
+        )
+        .route(
+            "/api/longctx",
+            get(|p: Params| blocking(move || longctx(&p))),
+        )
+        .route(
+            "/api/longctx/base_bound",
+            get(|p: Params| blocking(move || base_bound(&p))),
+        )
+        .route("/api/config/inspect", post(config_inspect))
+        .route("/api/results", get(results_index))
+        .route("/api/results/{name}", get(results_file))
+        .route("/api/learn", get(learn_reserved))
+        .route(
+            "/api/learn/{*rest}",
+            get(learn_reserved).post(learn_reserved),
+        )
+        .method_not_allowed_fallback(|| async {
+            ApiError {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                message: "method not allowed on this route".into(),
+            }
+        })
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// JSON 404 for unknown routes.
+pub async fn not_found() -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        message: "no such route; see API.md for the list".into(),
+    }
+}
+
+/// Runs a computation on the blocking pool and turns it into a response.
+async fn blocking(f: impl FnOnce() -> ApiResult<Value> + Send + 'static) -> Response {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => e.into_response(),
+        Err(_) => ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: "computation failed".into(),
+        }
+        .into_response(),
+    }
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({ "ok": true, "name": "posenc", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+async fn learn_reserved() -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_IMPLEMENTED,
+        message: "the learning path (/api/learn/) is reserved and not implemented yet".into(),
+    }
+}
+
+/// Positions sampled for `width` columns over `0..len`: all of them when `len <= width`.
+fn sample_positions(len: usize, width: usize) -> Vec<usize> {
+    if len <= width {
+        (0..len).collect()
+    } else {
+        (0..width).map(|c| c * len / width).collect()
+    }
+}
+
+fn round4(x: f64) -> f64 {
+    (x * 1e4).round() / 1e4
+}
+
+// ---------------------------------------------------------------- why position
+
+/// Toy single-head attention over two sentences, with or without a positional scheme.
+fn why(p: &Params) -> ApiResult<Value> {
+    let scheme = p.choice(
+        "scheme",
+        "none",
+        &["none", "sinusoidal", "learned", "rope", "alibi"],
+    )?;
+    let a = p.text("a", "the dog bit the man", 200)?;
+    let b = p.text("b", "the man bit the dog", 200)?;
+    let seed = p.int("seed", 7, 0, i64::MAX)? as u64;
+    p.finish()?;
+    const DIM: usize = 8;
+    let ta: Vec<String> = a.split_whitespace().map(str::to_lowercase).collect();
+    let tb: Vec<String> = b.split_whitespace().map(str::to_lowercase).collect();
+    if ta.is_empty() || tb.is_empty() || ta.len() > 16 || tb.len() > 16 {
+        return Err(ApiError::bad("each sentence needs 1..=16 words"));
+    }
+    let mut vocab: Vec<String> = ta.iter().chain(&tb).cloned().collect();
+    vocab.sort();
+    vocab.dedup();
+    // Word embeddings and projection matrices are seeded random tables from the library.
+    let emb = math::Learned::random(vocab.len(), DIM, seed, 1.0)?;
+    let wq = math::Learned::random(DIM, DIM, seed.wrapping_add(1), 0.5)?;
+    let wk = math::Learned::random(DIM, DIM, seed.wrapping_add(2), 0.5)?;
+    let wv = math::Learned::random(DIM, DIM, seed.wrapping_add(3), 0.5)?;
+    let pos_table = math::Learned::random(16, DIM, seed.wrapping_add(4), 1.0)?;
+    let rope = math::rope_frequencies(DIM, 10_000.0, &Scaling::Default, None)?;
+    let slope = math::alibi_slopes(8)?[0];
+
+    let run = |tokens: &[String]| -> ApiResult<Value> {
+        let n = tokens.len();
+        let mut xs = Vec::with_capacity(n);
+        for (pos, t) in tokens.iter().enumerate() {
+            let id = vocab
+                .binary_search(t)
+                .map_err(|_| ApiError::bad("token not in vocabulary"))?;
+            let mut x: Vec<f64> = emb.lookup(id)?.iter().map(|&v| v as f64).collect();
+            match scheme {
+                "sinusoidal" => {
+                    let row =
+                        math::sinusoidal_row(pos as f64, DIM, 10_000.0, SinLayout::Interleaved)?;
+                    x.iter_mut().zip(row).for_each(|(a, r)| *a += r as f64);
+                }
+                "learned" => {
+                    let row = pos_table.lookup(pos)?;
+                    x.iter_mut().zip(row).for_each(|(a, &r)| *a += r as f64);
+                }
+                _ => {}
+            }
+            xs.push(x);
+        }
+        let proj = |w: &math::Learned, x: &[f64]| -> Vec<f32> {
+            (0..DIM)
+                .map(|o| {
+                    (0..DIM)
+                        .map(|i| w.values[i * DIM + o] as f64 * x[i])
+                        .sum::<f64>() as f32
+                })
+                .collect()
+        };
+        let mut qs: Vec<Vec<f32>> = xs.iter().map(|x| proj(&wq, x)).collect();
+        let mut ks: Vec<Vec<f32>> = xs.iter().map(|x| proj(&wk, x)).collect();
+        let vs: Vec<Vec<f32>> = xs.iter().map(|x| proj(&wv, x)).collect();
+        if scheme == "rope" {
+            for (pos, (q, k)) in qs.iter_mut().zip(ks.iter_mut()).enumerate() {
+                math::apply_rotary(q, pos as f64, &rope.inv_freq, rope.attention_factor);
+                math::apply_rotary(k, pos as f64, &rope.inv_freq, rope.attention_factor);
+            }
+        }
+        let bias = if scheme == "alibi" {
+            math::alibi_bias(slope, n, n, 0, true)
+        } else {
+            vec![0.0; n * n]
+        };
+        let scale = 1.0 / (DIM as f64).sqrt();
+        let mut weights = vec![vec![0f64; n]; n];
+        let mut outputs = vec![vec![0f64; DIM]; n];
+        for i in 0..n {
+            let scores: Vec<f64> = (0..n)
+                .map(|j| {
+                    qs[i]
+                        .iter()
+                        .zip(&ks[j])
+                        .map(|(&a, &b)| a as f64 * b as f64)
+                        .sum::<f64>()
+                        * scale
+                        + bias[i * n + j] as f64
+                })
+                .collect();
+            let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
+            let z: f64 = e.iter().sum();
+            for j in 0..n {
+                weights[i][j] = e[j] / z;
+                for d in 0..DIM {
+                    outputs[i][d] += weights[i][j] * vs[j][d] as f64;
+                }
+            }
+        }
+        Ok(json!({ "tokens": tokens, "weights": weights, "outputs": outputs }))
+    };
+    let ra = run(&ta)?;
+    let rb = run(&tb)?;
+    // Match each token of A to the same word (same occurrence) in B.
+    let mut matches = Vec::new();
+    let mut max_diff: Option<f64> = None;
+    let mut sorted_a = ta.clone();
+    let mut sorted_b = tb.clone();
+    sorted_a.sort();
+    sorted_b.sort();
+    if sorted_a == sorted_b {
+        let mut diffs = Vec::new();
+        for (i, t) in ta.iter().enumerate() {
+            let occ = ta[..i].iter().filter(|x| *x == t).count();
+            let j = tb
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| *x == t)
+                .nth(occ)
+                .map(|(j, _)| j)
+                .unwrap_or(0);
+            let oa = &ra["outputs"][i];
+            let ob = &rb["outputs"][j];
+            let d = (0..DIM)
+                .map(|k| (oa[k].as_f64().unwrap_or(0.0) - ob[k].as_f64().unwrap_or(0.0)).abs())
+                .fold(0.0, f64::max);
+            diffs.push(d);
+            matches.push(json!({ "a": i, "b": j, "max_abs_diff": d }));
+        }
+        max_diff = diffs.into_iter().reduce(f64::max);
+    }
+    Ok(json!({
+        "scheme": scheme,
+        "dim": DIM,
+        "a": ra,
+        "b": rb,
+        "same_words": sorted_a == sorted_b,
+        "matches": matches,
+        "max_abs_diff": max_diff,
+        "is_permutation": max_diff.map(|d| d < 1e-9),
+    }))
+}
+
+// ---------------------------------------------------------------- sinusoidal
+
+fn sin_layout(p: &Params) -> ApiResult<SinLayout> {
+    Ok(
+        match p.choice("layout", "interleaved", &["interleaved", "concat"])? {
+            "concat" => SinLayout::Concat,
+            _ => SinLayout::Interleaved,
+        },
+    )
+}
+
+fn sinusoidal_table(p: &Params) -> ApiResult<Value> {
+    let len = p.usize("len", 256, 1, MAX_LEN)?;
+    let dim = p.usize("dim", 64, 2, MAX_DIM)?;
+    let base = p.float("base", 10_000.0, 1.0001, 1e12)?;
+    let layout = sin_layout(p)?;
+    let width = p.usize("width", 512, 1, MAX_WIDTH)?;
+    p.finish()?;
+    check_product("len * dim", len, dim, MAX_CELLS)?;
+    let positions = sample_positions(len, width);
+    let mut values = Vec::with_capacity(positions.len() * dim);
+    for &pos in &positions {
+        values.extend(math::sinusoidal_row(pos as f64, dim, base, layout)?);
+    }
+    Ok(json!({
+        "len": len, "dim": dim, "base": base, "layout": layout,
+        "positions": positions,
+        "values": values,
+        "value_layout": "row-major [positions.len()][dim]",
+    }))
+}
+
+fn sinusoidal_row(p: &Params) -> ApiResult<Value> {
+    let position = p.float("position", 0.0, 0.0, 1e9)?;
+    let dim = p.usize("dim", 64, 2, MAX_DIM)?;
+    let base = p.float("base", 10_000.0, 1.0001, 1e12)?;
+    let layout = sin_layout(p)?;
+    p.finish()?;
+    let values = math::sinusoidal_row(position, dim, base, layout)?;
+    let half = dim / 2;
+    // Which frequency and function each dimension holds, for labelling.
+    let (pair, func): (Vec<usize>, Vec<&str>) = (0..dim)
+        .map(|d| match layout {
+            SinLayout::Interleaved => (d / 2, if d % 2 == 0 { "sin" } else { "cos" }),
+            SinLayout::Concat => (d % half, if d < half { "sin" } else { "cos" }),
+        })
+        .unzip();
+    Ok(
+        json!({ "position": position, "dim": dim, "base": base, "layout": layout, "values": values, "pair": pair, "function": func }),
+    )
+}
+
+// ---------------------------------------------------------------- learned
+
+fn learned_table(p: &Params) -> ApiResult<Value> {
+    let max_positions = p.usize("max_positions", 64, 1, MAX_LEN)?;
+    let dim = p.usize("dim", 32, 1, MAX_DIM)?;
+    let seed = p.int("seed", 0, 0, i64::MAX)? as u64;
+    let std = p.float("std", 0.02, 1e-6, 10.0)?;
+    let len = p.usize("len", 2 * max_positions, 1, 4 * MAX_LEN)?;
+    let resize_to = p.usize("resize_to", 0, 0, MAX_LEN)?;
+    let width = p.usize("width", 512, 1, MAX_WIDTH)?;
+    p.finish()?;
+    check_product("max_positions * dim", max_positions, dim, MAX_CELLS)?;
+    check_product("resize_to * dim", resize_to, dim, MAX_CELLS)?;
+    let table = math::Learned::random(max_positions, dim, seed, std as f32)?;
+    let view = |t: &math::Learned| -> Value {
+        let positions = sample_positions(len, width);
+        let rows: Vec<Option<Vec<f32>>> = positions
+            .iter()
+            .map(|&pos| t.lookup(pos).ok().map(|r| r.to_vec()))
+            .collect();
+        json!({ "max_positions": t.max_positions, "positions": positions, "rows": rows })
+    };
+    let resized = if resize_to > 0 {
+        Some(view(&table.resize(resize_to)?))
+    } else {
+        None
+    };
+    Ok(json!({
+        "dim": dim, "seed": seed, "std": std, "len": len,
+        "parameter_count": max_positions * dim,
+        "table": view(&table),
+        "resized": resized,
+    }))
+}
+
+// ---------------------------------------------------------------- rope
+
+/// Reads a RoPE setup (`head_dim`, `base`, `scaling` and its parameters).
+fn rope_setup(p: &Params) -> ApiResult<(usize, f64, Scaling)> {
+    let head_dim = p.usize("head_dim", 64, 2, 1024)?;
+    if !head_dim.is_multiple_of(2) {
+        return Err(ApiError::bad(format!(
+            "`head_dim` must be even, got {head_dim}"
+        )));
+    }
+    let base = p.float("base", 10_000.0, 1.0001, 1e12)?;
+    let kind = p.choice(
+        "scaling",
+        "default",
+        &[
+            "default", "linear", "ntk", "dynamic", "yarn", "llama3", "longrope",
+        ],
+    )?;
+    let factor = p.float("factor", 4.0, 1.0, 1024.0)?;
+    let original_max = p.usize("original_max", 4096, 1, MAX_LONG_LEN)?;
+    let scaling = match kind {
+        "linear" => Scaling::Linear { factor },
+        "ntk" => Scaling::Ntk { factor },
+        "dynamic" => Scaling::Dynamic {
+            factor,
+            original_max,
+        },
+        "yarn" => Scaling::Yarn {
+            factor,
+            original_max,
+            beta_fast: p.float("beta_fast", 32.0, 1e-3, 1e4)?,
+            beta_slow: p.float("beta_slow", 1.0, 1e-3, 1e4)?,
+        },
+        "llama3" => Scaling::Llama3 {
+            factor,
+            original_max,
+            low_freq_factor: p.float("low_freq_factor", 1.0, 1e-3, 1e4)?,
+            high_freq_factor: p.float("high_freq_factor", 4.0, 1e-3, 1e4)?,
+        },
+        "longrope" => {
+            let half = head_dim / 2;
+            // Without explicit lists: short factors 1, long factors rising geometrically from 1
+            // to `factor` (an illustration; real lists come from a config).
+            let long = p
+                .float_list("long_factor", 512, 1e-3, 1e6)?
+                .unwrap_or_else(|| {
+                    (0..half)
+                        .map(|i| factor.powf(i as f64 / (half.max(2) - 1) as f64))
+                        .collect()
+                });
+            let short = p
+                .float_list("short_factor", 512, 1e-3, 1e6)?
+                .unwrap_or_else(|| vec![1.0; half]);
+            let max_position = (original_max as f64 * factor).round() as usize;
+            Scaling::LongRope {
+                short_factor: short,
+                long_factor: long,
+                original_max,
+                max_position,
+            }
+        }
+        _ => Scaling::Default,
+    };
+    Ok((head_dim, base, scaling))
+}
+
+fn freqs_json(f: &math::Freqs) -> Value {
+    let wavelength: Vec<f64> = f
+        .inv_freq
+        .iter()
+        .map(|w| 2.0 * std::f64::consts::PI / w)
+        .collect();
+    json!({ "inv_freq": f.inv_freq, "wavelength": wavelength, "attention_factor": f.attention_factor })
+}
+
+fn rope_frequencies(p: &Params) -> ApiResult<Value> {
+    let (head_dim, base, scaling) = rope_setup(p)?;
+    let seq_len = p.usize("seq_len", 0, 0, MAX_LONG_LEN)?;
+    p.finish()?;
+    let f = math::rope_frequencies(head_dim, base, &scaling, (seq_len > 0).then_some(seq_len))?;
+    Ok(json!({ "head_dim": head_dim, "base": base, "frequencies": freqs_json(&f) }))
+}
+
+fn rope_rotation(p: &Params) -> ApiResult<Value> {
+    let (head_dim, base, scaling) = rope_setup(p)?;
+    let position = p.float("position", 0.0, 0.0, MAX_LONG_LEN as f64)?;
+    p.finish()?;
+    let f = math::rope_frequencies(head_dim, base, &scaling, None)?;
+    // Rotating the unit vector (1, 0) of each pair gives the hand: (cos, sin) of the angle.
+    let mut unit = vec![0f32; head_dim];
+    unit.iter_mut().step_by(2).for_each(|x| *x = 1.0);
+    math::apply_rotary(&mut unit, position, &f.inv_freq, 1.0);
+    let cos: Vec<f32> = unit.iter().step_by(2).copied().collect();
+    let sin: Vec<f32> = unit.iter().skip(1).step_by(2).copied().collect();
+    let angle: Vec<f64> = f
+        .inv_freq
+        .iter()
+        .map(|w| (position * w).rem_euclid(2.0 * std::f64::consts::PI))
+        .collect();
+    Ok(
+        json!({ "position": position, "head_dim": head_dim, "cos": cos, "sin": sin, "angle": angle, "frequencies": freqs_json(&f) }),
+    )
+}
+
+/// Angles `position * inv_freq` mod 2π for sampled positions, pair-major.
+fn angle_map(inv_freq: &[f64], positions: &[usize]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(inv_freq.len() * positions.len());
+    for w in inv_freq {
+        for &pos in positions {
+            out.push((pos as f64 * w).rem_euclid(2.0 * std::f64::consts::PI) as f32);
+        }
+    }
+    out
+}
+
+fn rope_angles(p: &Params) -> ApiResult<Value> {
+    let (head_dim, base, scaling) = rope_setup(p)?;
+    let len = p.usize("len", 512, 1, MAX_LONG_LEN)?;
+    let width = p.usize("width", 512, 1, MAX_WIDTH)?;
+    p.finish()?;
+    let f = math::rope_frequencies(head_dim, base, &scaling, Some(len))?;
+    let positions = sample_positions(len, width);
+    Ok(json!({
+        "len": len, "positions": positions, "pairs": f.inv_freq.len(),
+        "angles": angle_map(&f.inv_freq, &positions),
+        "value_layout": "row-major [pairs][positions.len()], radians in [0, 2pi)",
+    }))
+}
+
+fn rope_decay(p: &Params) -> ApiResult<Value> {
+    let (head_dim, base, scaling) = rope_setup(p)?;
+    let max_distance = p.usize("max_distance", 1024, 1, MAX_LONG_LEN)?;
+    let width = p.usize("width", 512, 1, MAX_WIDTH)?;
+    p.finish()?;
+    let f = math::rope_frequencies(head_dim, base, &scaling, None)?;
+    let distances = sample_positions(max_distance + 1, width);
+    // cos(Δ·θ_i): the score of a query and key that are the same unit vector in pair i, Δ apart.
+    let mut per_pair = Vec::with_capacity(f.inv_freq.len() * distances.len());
+    for w in &f.inv_freq {
+        for &d in &distances {
+            per_pair.push((d as f64 * w).cos() as f32);
+        }
+    }
+    let pairs = f.inv_freq.len();
+    let mean: Vec<f64> = (0..distances.len())
+        .map(|c| {
+            (0..pairs)
+                .map(|i| per_pair[i * distances.len() + c] as f64)
+                .sum::<f64>()
+                / pairs as f64
+        })
+        .collect();
+    Ok(
+        json!({ "distances": distances, "pairs": pairs, "per_pair": per_pair, "mean": mean,
+               "value_layout": "per_pair row-major [pairs][distances.len()]" }),
+    )
+}
+
+fn rope_relative_check(p: &Params) -> ApiResult<Value> {
+    let (head_dim, base, scaling) = rope_setup(p)?;
+    let m = p.int("m", 5, 0, MAX_LONG_LEN as i64)?;
+    let n = p.int("n", 2, 0, MAX_LONG_LEN as i64)?;
+    let s = p.int("s", 100, -(MAX_LONG_LEN as i64), MAX_LONG_LEN as i64)?;
+    let seed = p.int("seed", 1, 0, i64::MAX)? as u64;
+    p.finish()?;
+    if m + s < 0 || n + s < 0 {
+        return Err(ApiError::bad("m + s and n + s must be >= 0"));
+    }
+    let f = math::rope_frequencies(head_dim, base, &scaling, None)?;
+    let qk = math::Learned::random(2, head_dim, seed, 1.0)?;
+    let score = |pq: i64, pk: i64| -> ApiResult<f64> {
+        let mut q = qk.lookup(0)?.to_vec();
+        let mut k = qk.lookup(1)?.to_vec();
+        math::apply_rotary(&mut q, pq as f64, &f.inv_freq, f.attention_factor);
+        math::apply_rotary(&mut k, pk as f64, &f.inv_freq, f.attention_factor);
+        Ok(q.iter().zip(&k).map(|(&a, &b)| a as f64 * b as f64).sum())
+    };
+    let a = score(m, n)?;
+    let b = score(m + s, n + s)?;
+    Ok(
+        json!({ "m": m, "n": n, "s": s, "score_mn": a, "score_shifted": b, "abs_diff": (a - b).abs(),
+               "note": "q and k are seeded random vectors rotated in f32; the difference is rounding only" }),
+    )
+}
+
+// ---------------------------------------------------------------- alibi
+
+fn alibi(p: &Params) -> ApiResult<Value> {
+    let heads = p.usize("heads", 8, 1, MAX_HEADS)?;
+    let len = p.usize("len", 16, 1, 128)?;
+    let head = p.usize("head", 0, 0, MAX_HEADS - 1)?;
+    let causal = p.bool("causal", true)?;
+    let seed = p.int("seed", 3, 0, i64::MAX)? as u64;
+    p.finish()?;
+    if head >= heads {
+        return Err(ApiError::bad(format!(
+            "`head` must be < heads ({heads}), got {head}"
+        )));
+    }
+    let slopes = math::alibi_slopes(heads)?;
+    let slope = slopes[head];
+    // Causal models use slope * (k - q) on the visible keys; bidirectional use -slope * |k - q|.
+    let bias = math::alibi_bias(slope, len, len, 0, !causal);
+    let mask: Vec<bool> = (0..len * len)
+        .map(|i| !causal || i % len <= i / len)
+        .collect();
+    // Toy content scores: seeded random q·k.
+    let qk = math::Learned::random(len, len, seed, 1.0)?;
+    let softmax = |add_bias: bool| -> Vec<f64> {
+        let mut out = vec![0f64; len * len];
+        for q in 0..len {
+            let row: Vec<Option<f64>> = (0..len)
+                .map(|k| {
+                    mask[q * len + k].then(|| {
+                        qk.values[q * len + k] as f64
+                            + if add_bias {
+                                bias[q * len + k] as f64
+                            } else {
+                                0.0
+                            }
+                    })
+                })
+                .collect();
+            let m = row
+                .iter()
+                .flatten()
+                .cloned()
+                .fold(f64::NEG_INFINITY, f64::max);
+            let z: f64 = row.iter().flatten().map(|s| (s - m).exp()).sum();
+            for k in 0..len {
+                out[q * len + k] = row[k].map(|s| (s - m).exp() / z).unwrap_or(0.0);
+            }
+        }
+        out
+    };
+    // Bias shown only where the mask lets a key through; masked entries are the mask's job.
+    let bias_shown: Vec<Option<f32>> = bias
+        .iter()
+        .zip(&mask)
+        .map(|(&b, &m)| m.then_some(b))
+        .collect();
+    Ok(json!({
+        "heads": heads, "head": head, "len": len, "causal": causal, "slopes": slopes,
+        "bias": bias_shown, "mask": mask,
+        "weights_without_bias": softmax(false), "weights_with_bias": softmax(true),
+        "value_layout": "row-major [query][key]",
+    }))
+}
+
+// ---------------------------------------------------------------- relative
+
+fn relative_t5(p: &Params) -> ApiResult<Value> {
+    let bidirectional = p.bool("bidirectional", true)?;
+    let num_buckets = p.usize("num_buckets", 32, 2, 1024)?;
+    let max_distance = p.usize("max_distance", 128, 2, MAX_LONG_LEN)?;
+    let span = p.usize("span", 200, 1, 4096)?;
+    let len = p.usize("len", 64, 1, MAX_MATRIX)?;
+    p.finish()?;
+    let num_exact = num_buckets / if bidirectional { 4 } else { 2 };
+    if num_exact == 0 || max_distance <= num_exact {
+        return Err(ApiError::bad(format!(
+            "`max_distance` ({max_distance}) must exceed the exact range ({num_exact}) and num_buckets must be >= 4 when bidirectional"
+        )));
+    }
+    let rel: Vec<i64> = (-(span as i64)..=span as i64).collect();
+    let buckets: Vec<usize> = rel
+        .iter()
+        .map(|&r| math::t5_bucket(r, bidirectional, num_buckets, max_distance))
+        .collect();
+    let mut matrix = Vec::with_capacity(len * len);
+    for q in 0..len as i64 {
+        for k in 0..len as i64 {
+            matrix.push(math::t5_bucket(
+                k - q,
+                bidirectional,
+                num_buckets,
+                max_distance,
+            ));
+        }
+    }
+    Ok(
+        json!({ "bidirectional": bidirectional, "num_buckets": num_buckets, "max_distance": max_distance,
+               "relative_positions": rel, "buckets": buckets, "len": len, "matrix": matrix,
+               "value_layout": "matrix row-major [query][key], relative position = key - query" }),
+    )
+}
+
+fn relative_shaw(p: &Params) -> ApiResult<Value> {
+    let clip = p.usize("clip", 4, 0, 4096)?;
+    let len = p.usize("len", 32, 1, MAX_MATRIX)?;
+    p.finish()?;
+    let mut matrix = Vec::with_capacity(len * len);
+    for q in 0..len as i64 {
+        for k in 0..len as i64 {
+            matrix.push(math::shaw_index(q, k, clip));
+        }
+    }
+    Ok(json!({ "clip": clip, "len": len, "num_embeddings": 2 * clip + 1, "matrix": matrix }))
+}
+
+// ---------------------------------------------------------------- long context
+
+fn longctx(p: &Params) -> ApiResult<Value> {
+    let (head_dim, base, scaling) = rope_setup(p)?;
+    let target_len = p.usize("target_len", 32_768, 1, MAX_LONG_LEN)?;
+    let width = p.usize("width", 512, 1, MAX_WIDTH)?;
+    p.finish()?;
+    let train_len = match &scaling {
+        Scaling::Dynamic { original_max, .. }
+        | Scaling::Yarn { original_max, .. }
+        | Scaling::Llama3 { original_max, .. }
+        | Scaling::LongRope { original_max, .. } => *original_max,
+        _ => 4096,
+    };
+    let before = math::rope_frequencies(head_dim, base, &Scaling::Default, None)?;
+    let after = math::rope_frequencies(head_dim, base, &scaling, Some(target_len))?;
+    let factor = match &scaling {
+        Scaling::Linear { factor }
+        | Scaling::Ntk { factor }
+        | Scaling::Dynamic { factor, .. }
+        | Scaling::Yarn { factor, .. }
+        | Scaling::Llama3 { factor, .. } => *factor,
+        Scaling::LongRope {
+            max_position,
+            original_max,
+            ..
+        } => *max_position as f64 / *original_max as f64,
+        Scaling::Default => 1.0,
+    };
+    // Band of each pair, read off the library's output: how much its frequency was divided.
+    let bands: Vec<&str> = before
+        .inv_freq
+        .iter()
+        .zip(&after.inv_freq)
+        .map(|(b, a)| {
+            let ratio = b / a;
+            if (ratio - 1.0).abs() < 1e-6 {
+                "unchanged"
+            } else if factor > 1.0 && (ratio - factor).abs() / factor < 1e-6 {
+                "interpolated"
+            } else {
+                "blended"
+            }
+        })
+        .collect();
+    let positions = sample_positions(target_len, width);
+    Ok(json!({
+        "head_dim": head_dim, "base": base, "train_len": train_len, "target_len": target_len, "factor": factor,
+        "before": freqs_json(&before), "after": freqs_json(&after),
+        "division": before.inv_freq.iter().zip(&after.inv_freq).map(|(b, a)| b / a).collect::<Vec<_>>(),
+        "bands": bands,
+        "positions": positions,
+        "angles_before": angle_map(&before.inv_freq, &positions),
+        "angles_after": angle_map(&after.inv_freq, &positions),
+        "value_layout": "angles row-major [pairs][positions.len()], radians in [0, 2pi)",
+    }))
+}
+
+fn base_bound(p: &Params) -> ApiResult<Value> {
+    let head_dim = p.usize("head_dim", 128, 2, 1024)?;
+    let context = p.usize("context", 4096, 1, MAX_BOUND_CONTEXT)?;
+    p.finish()?;
+    check_product("context * head_dim", context, head_dim, 8_388_608)?;
+    let bound = math::base_lower_bound(head_dim, context)?;
+    Ok(
+        json!({ "head_dim": head_dim, "context": context, "base_lower_bound": bound, "rounded": round4(bound) }),
+    )
+}
+
+// ---------------------------------------------------------------- config inspector
+
+async fn config_inspect(body: Result<Bytes, BytesRejection>) -> Response {
+    let bytes = match body {
+        Ok(b) => b,
+        Err(e) => {
+            return ApiError::bad(format!("cannot read body: {}", e.body_text())).into_response()
+        }
+    };
+    if bytes.len() > MAX_CONFIG_BYTES {
+        return ApiError::bad(format!("config is larger than {MAX_CONFIG_BYTES} bytes"))
+            .into_response();
+    }
+    blocking(move || {
+        let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::bad("config is not UTF-8"))?;
+        super::inspect::inspect(text)
+    })
+    .await
+}
+
+// ---------------------------------------------------------------- model results
+
+/// Result files the explorer knows, by API name.
+const RESULT_FILES: &[(&str, &str, &str)] = &[
+    (
+        "passkey",
+        "passkey.json",
+        "posenc model passkey --json > DIR/passkey.json",
+    ),
+    (
+        "attention-stats",
+        "attention-stats.json",
+        "posenc model attention-stats --json > DIR/attention-stats.json",
+    ),
+];
+
+async fn results_index(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let dir = state.results_dir.clone();
+    let items: Vec<Value> = RESULT_FILES
+        .iter()
+        .map(|(name, file, how)| {
+            let path = dir.join(file);
+            json!({ "name": name, "file": path.display().to_string(), "present": path.is_file(),
+                    "how_to_produce": how.replace("DIR", &dir.display().to_string()) })
+        })
+        .collect();
+    Json(json!({ "results_dir": dir.display().to_string(), "results": items }))
+}
+
+async fn results_file(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Response {
+    let Some((_, file, how)) = RESULT_FILES.iter().find(|(n, _, _)| *n == name) else {
+        return not_found().await.into_response();
+    };
+    let path = state.results_dir.join(file);
+    let how = how.replace("DIR", &state.results_dir.display().to_string());
+    blocking(move || {
+        let meta = std::fs::metadata(&path).map_err(|_| ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!("{} not found; produce it with: {how}", path.display()),
+        })?;
+        if meta.len() > 64 * 1024 * 1024 {
+            return Err(ApiError::bad(format!(
+                "{} is larger than 64 MiB",
+                path.display()
+            )));
+        }
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| ApiError::bad(format!("cannot read {}: {e}", path.display())))?;
+        serde_json::from_str::<Value>(&text)
+            .map_err(|e| ApiError::bad(format!("{} is not JSON: {e}", path.display())))
+    })
+    .await
+}

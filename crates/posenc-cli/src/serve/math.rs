@@ -1,0 +1,479 @@
+//! The one place where the explorer gets its numbers.
+//!
+//! Every function here is a thin call into the `posenc` library. Where the library function the
+//! explorer needs has not landed yet, the function says so in a `TEMPORARY` comment and carries a
+//! small stand-in with the planned signature, to be replaced by the library call (the handlers and
+//! the page do not change when that happens).
+
+use posenc::{Error, Result};
+
+/// Layout of a sinusoidal row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinLayout {
+    /// `[sin f0, cos f0, sin f1, cos f1, ...]` (tensor2tensor, many tutorials).
+    Interleaved,
+    /// `[sin f0 .. sin f(d/2-1), cos f0 .. cos f(d/2-1)]` (Vaswani et al. code, fairseq order).
+    Concat,
+}
+
+/// One row of the sinusoidal table at `position` (angles in f64, values in f32).
+// TEMPORARY until posenc::sinusoidal::row lands.
+pub fn sinusoidal_row(position: f64, dim: usize, base: f64, layout: SinLayout) -> Result<Vec<f32>> {
+    if dim == 0 || !dim.is_multiple_of(2) {
+        return Err(Error::invalid(
+            "dim",
+            format!("an even number > 0, got {dim}"),
+        ));
+    }
+    if !(base.is_finite() && base > 1.0) {
+        return Err(Error::invalid(
+            "base",
+            format!("a finite number > 1, got {base}"),
+        ));
+    }
+    let half = dim / 2;
+    let mut row = vec![0f32; dim];
+    for i in 0..half {
+        let angle = position / base.powf(2.0 * i as f64 / dim as f64);
+        let (s, c) = angle.sin_cos();
+        match layout {
+            SinLayout::Interleaved => {
+                row[2 * i] = s as f32;
+                row[2 * i + 1] = c as f32;
+            }
+            SinLayout::Concat => {
+                row[i] = s as f32;
+                row[half + i] = c as f32;
+            }
+        }
+    }
+    Ok(row)
+}
+
+/// A learned absolute table: `max_positions` rows of `dim` values.
+#[derive(Debug, Clone)]
+pub struct Learned {
+    /// Number of rows (the training length).
+    pub max_positions: usize,
+    /// Row width.
+    pub dim: usize,
+    /// Row-major values.
+    pub values: Vec<f32>,
+}
+
+impl Learned {
+    /// A seeded random table with entries ~ N(0, std²).
+    // TEMPORARY until posenc::learned::LearnedTable::random lands.
+    pub fn random(max_positions: usize, dim: usize, seed: u64, std: f32) -> Result<Self> {
+        let mut state = seed;
+        let mut next = || {
+            // splitmix64
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut values = Vec::with_capacity(max_positions * dim);
+        for _ in 0..max_positions * dim {
+            // Box-Muller
+            let u1 = next().max(1e-300);
+            let u2 = next();
+            let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+            values.push((z * std as f64) as f32);
+        }
+        Ok(Learned {
+            max_positions,
+            dim,
+            values,
+        })
+    }
+
+    /// The row of `pos`, or an error past the table.
+    pub fn lookup(&self, pos: usize) -> Result<&[f32]> {
+        if pos >= self.max_positions {
+            return Err(Error::PositionOutOfRange {
+                position: pos as u64,
+                max_positions: self.max_positions,
+            });
+        }
+        Ok(&self.values[pos * self.dim..(pos + 1) * self.dim])
+    }
+
+    /// The table resized to `new_max` rows by linear interpolation along positions.
+    // TEMPORARY until posenc::learned::LearnedTable::resize lands.
+    pub fn resize(&self, new_max: usize) -> Result<Self> {
+        if new_max == 0 || self.max_positions == 0 {
+            return Err(Error::invalid("new_max", "a number > 0"));
+        }
+        let mut values = Vec::with_capacity(new_max * self.dim);
+        for j in 0..new_max {
+            let x = if new_max == 1 {
+                0.0
+            } else {
+                j as f64 * (self.max_positions - 1) as f64 / (new_max - 1) as f64
+            };
+            let lo = (x.floor() as usize).min(self.max_positions - 1);
+            let hi = (lo + 1).min(self.max_positions - 1);
+            let t = x - lo as f64;
+            let a = self.lookup(lo)?;
+            let b = self.lookup(hi)?;
+            values.extend(
+                a.iter()
+                    .zip(b)
+                    .map(|(&a, &b)| ((1.0 - t) * a as f64 + t * b as f64) as f32),
+            );
+        }
+        Ok(Learned {
+            max_positions: new_max,
+            dim: self.dim,
+            values,
+        })
+    }
+}
+
+/// T5 relative-position bucket of `relative_position` = key − query.
+// TEMPORARY until posenc::relative::t5_bucket lands.
+pub fn t5_bucket(
+    relative_position: i64,
+    bidirectional: bool,
+    num_buckets: usize,
+    max_distance: usize,
+) -> usize {
+    let mut nb = num_buckets as i64;
+    let mut ret = 0i64;
+    let n = if bidirectional {
+        nb /= 2;
+        if relative_position > 0 {
+            ret += nb;
+        }
+        relative_position.saturating_abs()
+    } else {
+        relative_position.saturating_neg().max(0)
+    };
+    let max_exact = nb / 2;
+    if n < max_exact {
+        return (ret + n) as usize;
+    }
+    let large = max_exact
+        + ((n as f64 / max_exact as f64).ln() / (max_distance as f64 / max_exact as f64).ln()
+            * (nb - max_exact) as f64) as i64;
+    (ret + large.min(nb - 1)) as usize
+}
+
+/// Shaw et al. index of the relative embedding for (query, key): clip(k − q, −clip, clip) + clip.
+// TEMPORARY until posenc::relative::shaw_index lands.
+pub fn shaw_index(q: i64, k: i64, clip: usize) -> usize {
+    let c = clip as i64;
+    ((k - q).clamp(-c, c) + c) as usize
+}
+
+/// ALiBi slopes for `num_heads` heads (Press et al., including non-powers of two).
+// TEMPORARY until posenc::alibi::slopes lands.
+pub fn alibi_slopes(num_heads: usize) -> Result<Vec<f64>> {
+    if num_heads == 0 {
+        return Err(Error::invalid("heads", "a number > 0"));
+    }
+    let pow2 = |n: usize| -> Vec<f64> {
+        let start = 2f64.powf(-8.0 / n as f64);
+        (0..n).map(|i| start.powi(i as i32 + 1)).collect()
+    };
+    let closest = 1usize << (usize::BITS - 1 - num_heads.leading_zeros());
+    let mut s = pow2(closest);
+    if closest < num_heads {
+        let extra = pow2(2 * closest);
+        s.extend(extra.iter().step_by(2).take(num_heads - closest));
+    }
+    Ok(s)
+}
+
+/// ALiBi bias for one head: `-slope * |k - q|` (symmetric) or `slope * (k - q)` (causal form,
+/// negative for past keys; entries for future keys are left to the causal mask).
+// TEMPORARY until posenc::alibi::bias lands.
+pub fn alibi_bias(
+    slope: f64,
+    len_q: usize,
+    len_k: usize,
+    query_offset: usize,
+    symmetric: bool,
+) -> Vec<f32> {
+    let mut out = Vec::with_capacity(len_q * len_k);
+    for q in 0..len_q {
+        let qp = (q + query_offset) as f64;
+        for k in 0..len_k {
+            let d = k as f64 - qp;
+            out.push(if symmetric {
+                -slope * d.abs()
+            } else {
+                slope * d
+            } as f32);
+        }
+    }
+    out
+}
+
+/// A long-context RoPE scaling and its parameters (Hugging Face `rope_type` names).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scaling {
+    /// No scaling.
+    Default,
+    /// Position interpolation: every frequency divided by `factor`.
+    Linear { factor: f64 },
+    /// Static NTK-aware: base multiplied by `factor^(d/(d-2))`.
+    Ntk { factor: f64 },
+    /// Dynamic NTK: base grows with the sequence length past `original_max`.
+    Dynamic { factor: f64, original_max: usize },
+    /// YaRN: ramp between interpolation and extrapolation, attention factor.
+    Yarn {
+        factor: f64,
+        original_max: usize,
+        beta_fast: f64,
+        beta_slow: f64,
+    },
+    /// Llama 3: three wavelength bands.
+    Llama3 {
+        factor: f64,
+        original_max: usize,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+    },
+    /// LongRoPE: per-frequency factors, short below `original_max`, long above.
+    LongRope {
+        short_factor: Vec<f64>,
+        long_factor: Vec<f64>,
+        original_max: usize,
+        max_position: usize,
+    },
+}
+
+/// Inverse frequencies of a RoPE setup and the factor applied to cos and sin.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Freqs {
+    /// One inverse frequency per rotated pair (radians per position).
+    pub inv_freq: Vec<f64>,
+    /// Factor multiplying cos and sin (YaRN, LongRoPE); 1 otherwise.
+    pub attention_factor: f64,
+}
+
+/// RoPE inverse frequencies for `rotary_dim` rotated dimensions, `base`, `scaling`, at
+/// `seq_len` (used by dynamic and LongRoPE).
+// TEMPORARY until posenc::rope frequencies land.
+pub fn rope_frequencies(
+    rotary_dim: usize,
+    base: f64,
+    scaling: &Scaling,
+    seq_len: Option<usize>,
+) -> Result<Freqs> {
+    if rotary_dim < 2 || !rotary_dim.is_multiple_of(2) {
+        return Err(Error::invalid(
+            "head_dim",
+            format!("an even number >= 2, got {rotary_dim}"),
+        ));
+    }
+    if !(base.is_finite() && base > 1.0) {
+        return Err(Error::invalid(
+            "base",
+            format!("a finite number > 1, got {base}"),
+        ));
+    }
+    let d = rotary_dim as f64;
+    let half = rotary_dim / 2;
+    let plain = |b: f64| -> Vec<f64> {
+        (0..half)
+            .map(|i| 1.0 / b.powf(2.0 * i as f64 / d))
+            .collect()
+    };
+    let check_factor = |f: f64| -> Result<f64> {
+        if f.is_finite() && f >= 1.0 {
+            Ok(f)
+        } else {
+            Err(Error::invalid(
+                "factor",
+                format!("a finite number >= 1, got {f}"),
+            ))
+        }
+    };
+    let freqs = match scaling {
+        Scaling::Default => Freqs {
+            inv_freq: plain(base),
+            attention_factor: 1.0,
+        },
+        Scaling::Linear { factor } => {
+            let f = check_factor(*factor)?;
+            Freqs {
+                inv_freq: plain(base).into_iter().map(|x| x / f).collect(),
+                attention_factor: 1.0,
+            }
+        }
+        Scaling::Ntk { factor } => {
+            let f = check_factor(*factor)?;
+            let exponent = if rotary_dim > 2 { d / (d - 2.0) } else { 1.0 };
+            Freqs {
+                inv_freq: plain(base * f.powf(exponent)),
+                attention_factor: 1.0,
+            }
+        }
+        Scaling::Dynamic {
+            factor,
+            original_max,
+        } => {
+            let f = check_factor(*factor)?;
+            let seq = seq_len.unwrap_or(*original_max).max(*original_max) as f64;
+            let om = *original_max as f64;
+            let b = base
+                * ((f * seq / om) - (f - 1.0)).powf(if rotary_dim > 2 {
+                    d / (d - 2.0)
+                } else {
+                    1.0
+                });
+            Freqs {
+                inv_freq: plain(b),
+                attention_factor: 1.0,
+            }
+        }
+        Scaling::Yarn {
+            factor,
+            original_max,
+            beta_fast,
+            beta_slow,
+        } => {
+            let f = check_factor(*factor)?;
+            let om = *original_max as f64;
+            let corr =
+                |rot: f64| d * (om / (rot * 2.0 * std::f64::consts::PI)).ln() / (2.0 * base.ln());
+            let low = corr(*beta_fast).floor().max(0.0);
+            let high = corr(*beta_slow).ceil().min(d - 1.0);
+            let high = if low == high { high + 0.001 } else { high };
+            let pf = plain(base);
+            let inv = pf
+                .iter()
+                .enumerate()
+                .map(|(i, &p)| {
+                    let ramp = ((i as f64 - low) / (high - low)).clamp(0.0, 1.0);
+                    let extrap = 1.0 - ramp;
+                    (p / f) * (1.0 - extrap) + p * extrap
+                })
+                .collect();
+            let attention_factor = if f <= 1.0 { 1.0 } else { 0.1 * f.ln() + 1.0 };
+            Freqs {
+                inv_freq: inv,
+                attention_factor,
+            }
+        }
+        Scaling::Llama3 {
+            factor,
+            original_max,
+            low_freq_factor,
+            high_freq_factor,
+        } => {
+            let f = check_factor(*factor)?;
+            if high_freq_factor <= low_freq_factor || high_freq_factor.is_nan() {
+                return Err(Error::invalid(
+                    "high_freq_factor",
+                    "a number > low_freq_factor",
+                ));
+            }
+            let om = *original_max as f64;
+            let low_wl = om / low_freq_factor;
+            let high_wl = om / high_freq_factor;
+            let inv = plain(base)
+                .into_iter()
+                .map(|x| {
+                    let wl = 2.0 * std::f64::consts::PI / x;
+                    if wl < high_wl {
+                        x
+                    } else if wl > low_wl {
+                        x / f
+                    } else {
+                        let s = (om / wl - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                        (1.0 - s) * x / f + s * x
+                    }
+                })
+                .collect();
+            Freqs {
+                inv_freq: inv,
+                attention_factor: 1.0,
+            }
+        }
+        Scaling::LongRope {
+            short_factor,
+            long_factor,
+            original_max,
+            max_position,
+        } => {
+            if short_factor.len() != half || long_factor.len() != half {
+                return Err(Error::shape(
+                    "long_factor/short_factor",
+                    half,
+                    long_factor.len(),
+                ));
+            }
+            let use_long = seq_len.unwrap_or(0) > *original_max;
+            let ext = if use_long { long_factor } else { short_factor };
+            let inv = plain(base).iter().zip(ext).map(|(x, e)| x / e).collect();
+            let scale = *max_position as f64 / *original_max as f64;
+            let attention_factor = if scale <= 1.0 {
+                1.0
+            } else {
+                (1.0 + scale.ln() / (*original_max as f64).ln()).sqrt()
+            };
+            Freqs {
+                inv_freq: inv,
+                attention_factor,
+            }
+        }
+    };
+    Ok(freqs)
+}
+
+/// Rotates `x` (pairs `(x[2i], x[2i+1])`, interleaved) by `position * inv_freq[i]`, times
+/// `attention_factor`. Dimensions past `2 * inv_freq.len()` pass through.
+// TEMPORARY until posenc::rope::apply_rotary lands.
+pub fn apply_rotary(x: &mut [f32], position: f64, inv_freq: &[f64], attention_factor: f64) {
+    for (i, &w) in inv_freq.iter().enumerate() {
+        if 2 * i + 1 >= x.len() {
+            break;
+        }
+        let (s, c) = (position * w).sin_cos();
+        let (s, c) = (s * attention_factor, c * attention_factor);
+        let a = x[2 * i] as f64;
+        let b = x[2 * i + 1] as f64;
+        x[2 * i] = (a * c - b * s) as f32;
+        x[2 * i + 1] = (a * s + b * c) as f32;
+    }
+}
+
+/// Men et al. (2024) lower bound on the RoPE base for a context of `context` tokens: the
+/// smallest base for which `sum_i cos(m * theta_i) >= 0` for every `m` in `0..=context`.
+// TEMPORARY until posenc::diagnostics lands.
+pub fn base_lower_bound(rotary_dim: usize, context: usize) -> Result<f64> {
+    if rotary_dim < 2 || !rotary_dim.is_multiple_of(2) {
+        return Err(Error::invalid(
+            "head_dim",
+            format!("an even number >= 2, got {rotary_dim}"),
+        ));
+    }
+    let ok = |base: f64| -> bool {
+        let inv: Vec<f64> = (0..rotary_dim / 2)
+            .map(|i| base.powf(-2.0 * i as f64 / rotary_dim as f64))
+            .collect();
+        (0..=context).all(|m| inv.iter().map(|w| (m as f64 * w).cos()).sum::<f64>() >= 0.0)
+    };
+    let (mut lo, mut hi) = (1.0f64.ln(), 1e12f64.ln());
+    if !ok(hi.exp()) {
+        return Err(Error::invalid(
+            "context",
+            "a context for which a base below 1e12 exists",
+        ));
+    }
+    for _ in 0..40 {
+        let mid = 0.5 * (lo + hi);
+        if ok(mid.exp()) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    Ok(hi.exp())
+}
