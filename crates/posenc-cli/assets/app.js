@@ -247,6 +247,10 @@ function plot(svg, opts) {
     if (l.label) el("text", { x: W - m.r - 3, y: Y(l.at) - 3, "text-anchor": "end", fill: l.colour || "#555" }, svg).textContent = l.label;
   }
   const labelled = opts.series.filter(s => s.label);
+  if (labelled.length) {
+    const wide = Math.max(...labelled.map(s => s.label.length)) * 6 + 30;
+    el("rect", { x: m.l + 4, y: m.t, width: wide, height: labelled.length * 14 + 4, fill: "#fff", opacity: 0.85 }, svg);
+  }
   labelled.forEach((s, i) => {
     const g = el("g", {}, svg);
     el("rect", { x: m.l + 8, y: m.t + 2 + i * 14, width: 12, height: 3, fill: s.colour || "#1c5fb8" }, g);
@@ -277,9 +281,9 @@ function xAxis(svg, lo, hi, label, marks = []) {
     el("text", { x: Math.min(W - 12, Math.max(8, X(t))), y: 15, "text-anchor": "middle" }, g).textContent = tickLabel(t);
   }
   for (const mk of marks) {
-    el("text", { x: Math.min(W - 30, Math.max(30, X(mk.at))), y: 28, "text-anchor": "middle", fill: mk.colour || "#d6336c" }, g).textContent = mk.label;
+    el("text", { x: Math.max(0, X(mk.at) - 3), y: 28, "text-anchor": "start", fill: mk.colour || "#d6336c" }, g).textContent = `▲ ${mk.label}`;
   }
-  el("text", { x: 0, y: 28 }, g).textContent = label;
+  el("text", { x: W, y: 28, "text-anchor": "end" }, g).textContent = label;
 }
 
 /** Index of the sampled column nearest to `pos` (columns sorted ascending). */
@@ -384,16 +388,32 @@ function sinusoidalPanel(panel) {
       hline(ctx, g.y(sel.dim), g.w, "rgba(0,0,0,0.6)", [4, 3]);
     });
     xAxis(fig(panel, "heat-axis"), 0, t.len, `position (${n < t.len ? `${n} sampled columns of ${fmtInt(t.len)}` : "every position"}); dims 0 (top) … ${t.dim - 1}; selected position ${fmtInt(sel.position)}, dim ${sel.dim}`);
-    // The selected dimension and its partner (same frequency, other function) across positions.
-    const pairOf = d => t.layout === "interleaved" ? [2 * Math.floor(d / 2), 2 * Math.floor(d / 2) + 1] : [d % (t.dim / 2), d % (t.dim / 2) + t.dim / 2];
-    const [ds, dc] = pairOf(sel.dim);
-    const pair = t.layout === "interleaved" ? Math.floor(sel.dim / 2) : sel.dim % (t.dim / 2);
-    const wavelength = TAU * Math.pow(t.base, 2 * pair / t.dim);
-    role(panel, "curve-cap").textContent = `dims ${ds} (sin) and ${dc} (cos): pair ${pair}, wavelength ${fmt(wavelength, 1)} positions`;
+    loadCurve();
+  };
+  // The selected dimension and its partner (same frequency, other function) over a window of
+  // about four wavelengths around the selected position (or the whole range when that is shorter).
+  const pairOf = (t, d) => t.layout === "interleaved" ? Math.floor(d / 2) : d % (t.dim / 2);
+  const loadCurve = () => run("curve", async fresh => {
+    const t = panel._table; if (!t) return;
+    const pair = pairOf(t, sel.dim);
+    const span = Math.max(32, Math.ceil(4 * t.wavelengths[pair]));
+    let c = t;
+    if (span < t.len) {
+      const start = Math.max(0, Math.min(t.len - span, Math.round(sel.position - span / 2)));
+      c = await api("sinusoidal/table", { start, len: span, dim: t.dim, base: t.base, layout: t.layout, width: 400 });
+      if (!fresh()) return;
+    }
+    panel._curve = c; drawCurve();
+  }, 20);
+  const drawCurve = () => {
+    const t = panel._table, c = panel._curve; if (!t || !c) return;
+    const pair = pairOf(t, sel.dim);
+    const [ds, dc] = t.layout === "interleaved" ? [2 * pair, 2 * pair + 1] : [pair, pair + t.dim / 2];
+    role(panel, "curve-cap").textContent = `dims ${ds} (sin) and ${dc} (cos): pair ${pair}, wavelength ${fmt(t.wavelengths[pair], 1)} positions`;
     plot(fig(panel, "curve"), {
       series: [
-        { x: t.positions, y: t.positions.map((_, c) => t.values[c * t.dim + ds]), colour: "#d6336c", label: `dim ${ds} (sin)` },
-        { x: t.positions, y: t.positions.map((_, c) => t.values[c * t.dim + dc]), colour: "#1c5fb8", label: `dim ${dc} (cos)` },
+        { x: c.positions, y: c.positions.map((_, k) => c.values[k * c.dim + ds]), colour: "#d6336c", label: `dim ${ds} (sin)` },
+        { x: c.positions, y: c.positions.map((_, k) => c.values[k * c.dim + dc]), colour: "#1c5fb8", label: `dim ${dc} (cos)` },
       ],
       ymin: -1.05, ymax: 1.05, xlabel: "position", vlines: [{ at: sel.position, colour: "#000" }],
       onPick: x => { sel.position = Math.max(0, Math.min(t.len - 1, Math.round(x))); drawTable(); loadRow(); },

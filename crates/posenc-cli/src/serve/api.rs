@@ -325,17 +325,23 @@ fn sinusoidal_table(p: &Params) -> ApiResult<Value> {
     let base = p.float("base", 10_000.0, 1.0001, 1e12)?;
     let layout = sin_layout(p)?;
     let width = p.usize("width", 512, 1, MAX_WIDTH)?;
+    let start = p.usize("start", 0, 0, MAX_LEN)?;
     p.finish()?;
     check_product("len * dim", len, dim, MAX_CELLS)?;
-    let positions = sample_positions(len, width);
+    let positions: Vec<usize> = sample_positions(len, width)
+        .into_iter()
+        .map(|p| p + start)
+        .collect();
     let mut values = Vec::with_capacity(positions.len() * dim);
     for &pos in &positions {
         values.extend(math::sinusoidal_row(pos as f64, dim, base, layout)?);
     }
     Ok(json!({
         "len": len, "dim": dim, "base": base, "layout": layout,
+        "start": start,
         "positions": positions,
         "values": values,
+        "wavelengths": math::sinusoidal_wavelengths(dim, base),
         "value_layout": "row-major [positions.len()][dim]",
     }))
 }

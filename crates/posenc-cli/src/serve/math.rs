@@ -51,6 +51,14 @@ pub fn sinusoidal_row(position: f64, dim: usize, base: f64, layout: SinLayout) -
     Ok(row)
 }
 
+/// Wavelength (in positions) of each sinusoidal frequency pair: `2π · base^(2i/dim)`.
+// TEMPORARY until posenc::sinusoidal / posenc::diagnostics wavelengths land.
+pub fn sinusoidal_wavelengths(dim: usize, base: f64) -> Vec<f64> {
+    (0..dim / 2)
+        .map(|i| 2.0 * std::f64::consts::PI * base.powf(2.0 * i as f64 / dim as f64))
+        .collect()
+}
+
 /// A learned absolute table: `max_positions` rows of `dim` values.
 #[derive(Debug, Clone)]
 pub struct Learned {
