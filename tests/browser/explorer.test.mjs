@@ -199,7 +199,7 @@ try {
     await waitCanvas("#longctx canvas[data-fig=before]", 10);
     await waitCanvas("#longctx canvas[data-fig=after]", 10);
     assert(await svgMarks("#longctx [data-fig=wl]") > 30, "wavelength plot empty");
-    await page.waitForFunction(() => /base ≥/.test(document.querySelector("#longctx [data-role=bound]").textContent), null, { timeout: 15000 });
+    await page.waitForFunction(() => /smallest base/.test(document.querySelector("#longctx [data-role=bound]").textContent), null, { timeout: 15000 });
     const req = waitApi("/api/longctx", q => q.get("scaling") === "yarn");
     await page.selectOption("#longctx select[name=scaling]", "yarn");
     await req;

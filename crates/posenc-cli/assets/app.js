@@ -686,7 +686,7 @@ function relativePanel(panel) {
 
 // ------------------------------------------------------------------ panel: long context
 
-const BAND_COLOURS = { unchanged: "#2b8a3e", interpolated: "#1c5fb8", blended: "#e67700" };
+const BAND_COLOURS = { unchanged: "#2b8a3e", interpolated: "#1c5fb8", blended: "#e67700", rescaled: "#862e9c" };
 
 function longctxPanel(panel) {
   const run = runner(panel);
@@ -713,11 +713,14 @@ function longctxPanel(panel) {
   });
   const loadBound = () => run("bound", async fresh => {
     const context = Number(ctl(panel, "context").value);
-    const d = await api("longctx/base_bound", { head_dim: ctl(panel, "head_dim").value, context });
-    if (!fresh()) return;
     const base = Number(ctl(panel, "base").value);
-    role(panel, "bound").innerHTML = `head dim ${d.head_dim}, context ${fmtInt(d.context)}: base ≥ <b>${fmt(d.base_lower_bound, 0)}</b>.<br>` +
-      `The chosen base ${fmtInt(base)} is ${base >= d.base_lower_bound ? "above" : "<b>below</b>"} the bound.`;
+    const d = await api("longctx/base_bound", { head_dim: ctl(panel, "head_dim").value, context, base });
+    if (!fresh()) return;
+    const c = d.chosen;
+    role(panel, "bound").innerHTML = `head dim ${d.head_dim}, context ${fmtInt(d.context)}: smallest base ≈ <b>${fmtInt(d.base_lower_bound)}</b> ` +
+      `(grid ×${1 + d.grid_step}).<br>Chosen base ${fmtInt(base)}: ` +
+      (c.holds ? `Σ cos(m·θ<sub>i</sub>) ≥ 0 for all m < ${fmtInt(d.context)} (minimum ${fmt(c.min_value)} at m = ${fmtInt(c.argmin)}).`
+               : `the sum first turns negative at m = <b>${fmtInt(c.first_violation)}</b> (minimum ${fmt(c.min_value)} at m = ${fmtInt(c.argmin)}).`);
   }, 150);
   const draw = () => {
     const d = panel._data; if (!d) return;
@@ -730,6 +733,7 @@ function longctxPanel(panel) {
         { x: [], y: [], colour: BAND_COLOURS.unchanged, label: "unchanged (extrapolated)" },
         { x: [], y: [], colour: BAND_COLOURS.blended, label: "blended" },
         { x: [], y: [], colour: BAND_COLOURS.interpolated, label: `interpolated (÷${fmt(d.factor)})` },
+        { x: [], y: [], colour: BAND_COLOURS.rescaled, label: "rescaled (base change / per-pair factors)" },
       ],
       ylog: true, xlabel: `pair i (attention factor after scaling: ${fmt(d.after.attention_factor, 4)})`, ylabel: "wavelength (positions)",
       hlines: [{ at: d.train_len, colour: "#d6336c", label: `training length ${fmtInt(d.train_len)}` }, { at: d.target_len, colour: "#7048e8", label: `target ${fmtInt(d.target_len)}` }],

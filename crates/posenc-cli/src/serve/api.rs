@@ -5,8 +5,9 @@
 //! sampled to at most `width` columns (one per pixel column of the canvas) so the response size
 //! is bounded by `width x rows`, not by the sequence length.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -17,7 +18,13 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::math::{self, Scaling, SinLayout};
+use posenc::diagnostics;
+use posenc::rope::{
+    self, Llama3Params, LongRopeParams, Precision, RopeFrequencies, RopeLayout, RopeParams,
+    RopeScaling, YarnParams,
+};
+
+use super::math::{self, SinLayout};
 use super::params::{check_product, ApiError, ApiResult, Params};
 
 /// Largest sequence length of a table (`len`).
@@ -126,8 +133,27 @@ pub async fn not_found() -> ApiError {
     }
 }
 
+/// At most this many computations run at once (others wait their turn), so the memory in use is
+/// bounded by this times the per-request caps, whatever the number of clients.
+fn compute_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        tokio::sync::Semaphore::new(2 * cpus)
+    })
+}
+
 /// Runs a computation on the blocking pool and turns it into a response.
 async fn blocking(f: impl FnOnce() -> ApiResult<Value> + Send + 'static) -> Response {
+    let Ok(_permit) = compute_slots().acquire().await else {
+        return ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: "shutting down".into(),
+        }
+        .into_response();
+    };
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(v)) => Json(v).into_response(),
         Ok(Err(e)) => e.into_response(),
@@ -159,10 +185,6 @@ fn sample_positions(len: usize, width: usize) -> Vec<usize> {
     }
 }
 
-fn round4(x: f64) -> f64 {
-    (x * 1e4).round() / 1e4
-}
-
 // ---------------------------------------------------------------- why position
 
 /// Toy single-head attention over two sentences, with or without a positional scheme.
@@ -191,7 +213,7 @@ fn why(p: &Params) -> ApiResult<Value> {
     let wk = math::Learned::random(DIM, DIM, seed.wrapping_add(2), 0.5)?;
     let wv = math::Learned::random(DIM, DIM, seed.wrapping_add(3), 0.5)?;
     let pos_table = math::Learned::random(16, DIM, seed.wrapping_add(4), 1.0)?;
-    let rope = math::rope_frequencies(DIM, 10_000.0, &Scaling::Default, None)?;
+    let rope = RopeParams::new(10_000.0, DIM)?.frequencies(None, Precision::Exact)?;
     let slope = math::alibi_slopes(8)?[0];
 
     let run = |tokens: &[String]| -> ApiResult<Value> {
@@ -230,8 +252,9 @@ fn why(p: &Params) -> ApiResult<Value> {
         let vs: Vec<Vec<f32>> = xs.iter().map(|x| proj(&wv, x)).collect();
         if scheme == "rope" {
             for (pos, (q, k)) in qs.iter_mut().zip(ks.iter_mut()).enumerate() {
-                math::apply_rotary(q, pos as f64, &rope.inv_freq, rope.attention_factor);
-                math::apply_rotary(k, pos as f64, &rope.inv_freq, rope.attention_factor);
+                let (cos, sin) = cos_sin(&rope, pos as u64)?;
+                rope::apply_rotary(q, &cos, &sin, RopeLayout::HalfSplit)?;
+                rope::apply_rotary(k, &cos, &sin, RopeLayout::HalfSplit)?;
             }
         }
         let bias = if scheme == "alibi" {
@@ -403,8 +426,10 @@ fn learned_table(p: &Params) -> ApiResult<Value> {
 
 // ---------------------------------------------------------------- rope
 
-/// Reads a RoPE setup (`head_dim`, `base`, `scaling` and its parameters).
-fn rope_setup(p: &Params) -> ApiResult<(usize, f64, Scaling)> {
+/// Reads a RoPE setup (`head_dim`, `base`, `scaling` and its parameters) into library params.
+/// `original_max` is the training length; `max_position_embeddings` is set to
+/// `original_max * factor` for the scalings that extend the context (as configs do).
+fn rope_setup(p: &Params) -> ApiResult<RopeParams> {
     let head_dim = p.usize("head_dim", 64, 2, 1024)?;
     if !head_dim.is_multiple_of(2) {
         return Err(ApiError::bad(format!(
@@ -422,24 +447,21 @@ fn rope_setup(p: &Params) -> ApiResult<(usize, f64, Scaling)> {
     let factor = p.float("factor", 4.0, 1.0, 1024.0)?;
     let original_max = p.usize("original_max", 4096, 1, MAX_LONG_LEN)?;
     let scaling = match kind {
-        "linear" => Scaling::Linear { factor },
-        "ntk" => Scaling::Ntk { factor },
-        "dynamic" => Scaling::Dynamic {
+        "linear" => RopeScaling::Linear { factor },
+        "ntk" => RopeScaling::Ntk { factor },
+        "dynamic" => RopeScaling::Dynamic { factor },
+        "yarn" => {
+            let mut y = YarnParams::new(factor, original_max);
+            y.beta_fast = p.float("beta_fast", 32.0, 1e-3, 1e4)?;
+            y.beta_slow = p.float("beta_slow", 1.0, 1e-3, 1e4)?;
+            RopeScaling::Yarn(y)
+        }
+        "llama3" => RopeScaling::Llama3(Llama3Params {
             factor,
-            original_max,
-        },
-        "yarn" => Scaling::Yarn {
-            factor,
-            original_max,
-            beta_fast: p.float("beta_fast", 32.0, 1e-3, 1e4)?,
-            beta_slow: p.float("beta_slow", 1.0, 1e-3, 1e4)?,
-        },
-        "llama3" => Scaling::Llama3 {
-            factor,
-            original_max,
             low_freq_factor: p.float("low_freq_factor", 1.0, 1e-3, 1e4)?,
             high_freq_factor: p.float("high_freq_factor", 4.0, 1e-3, 1e4)?,
-        },
+            original_max_position_embeddings: original_max,
+        }),
         "longrope" => {
             let half = head_dim / 2;
             // Without explicit lists: short factors 1, long factors rising geometrically from 1
@@ -454,54 +476,84 @@ fn rope_setup(p: &Params) -> ApiResult<(usize, f64, Scaling)> {
             let short = p
                 .float_list("short_factor", 512, 1e-3, 1e6)?
                 .unwrap_or_else(|| vec![1.0; half]);
-            let max_position = (original_max as f64 * factor).round() as usize;
-            Scaling::LongRope {
+            RopeScaling::LongRope(LongRopeParams {
                 short_factor: short,
                 long_factor: long,
-                original_max,
-                max_position,
-            }
+                factor: Some(factor),
+                attention_factor: None,
+                original_max_position_embeddings: original_max,
+            })
         }
-        _ => Scaling::Default,
+        _ => RopeScaling::Default,
     };
-    Ok((head_dim, base, scaling))
+    // Dynamic NTK reads the training length from max_position_embeddings (HF convention).
+    let max_position_embeddings = match kind {
+        "default" | "linear" | "ntk" | "dynamic" => original_max,
+        _ => ((original_max as f64) * factor).round().min(1e12) as usize,
+    };
+    Ok(RopeParams {
+        base,
+        head_dim,
+        rotary_dim: head_dim,
+        max_position_embeddings,
+        scaling,
+    })
 }
 
-fn freqs_json(f: &math::Freqs) -> Value {
-    let wavelength: Vec<f64> = f
-        .inv_freq
-        .iter()
-        .map(|w| 2.0 * std::f64::consts::PI / w)
-        .collect();
-    json!({ "inv_freq": f.inv_freq, "wavelength": wavelength, "attention_factor": f.attention_factor })
+/// Training length of a setup read by [`rope_setup`].
+fn training_length(params: &RopeParams) -> usize {
+    match &params.scaling {
+        RopeScaling::Yarn(y) => y.original_max_position_embeddings,
+        RopeScaling::Llama3(l) => l.original_max_position_embeddings,
+        RopeScaling::LongRope(l) => l.original_max_position_embeddings,
+        _ => params.max_position_embeddings,
+    }
+}
+
+/// One half-width cos/sin row at `position` (attention factor applied).
+fn cos_sin(freqs: &RopeFrequencies, position: u64) -> ApiResult<(Vec<f32>, Vec<f32>)> {
+    let mut cos = vec![0f32; freqs.pairs()];
+    let mut sin = vec![0f32; freqs.pairs()];
+    rope::cos_sin_row(freqs, position, &mut cos, &mut sin)?;
+    Ok((cos, sin))
+}
+
+/// One half-width pure rotation row for a signed offset (no attention factor).
+fn rotation(freqs: &RopeFrequencies, delta: i64) -> ApiResult<(Vec<f32>, Vec<f32>)> {
+    let mut cos = vec![0f32; freqs.pairs()];
+    let mut sin = vec![0f32; freqs.pairs()];
+    rope::rotation_row(freqs, delta, &mut cos, &mut sin)?;
+    Ok((cos, sin))
+}
+
+fn freqs_json(f: &RopeFrequencies) -> Value {
+    json!({ "inv_freq": f.inv_freq, "wavelength": f.wavelengths(), "attention_factor": f.attention_factor })
 }
 
 fn rope_frequencies(p: &Params) -> ApiResult<Value> {
-    let (head_dim, base, scaling) = rope_setup(p)?;
+    let params = rope_setup(p)?;
     let seq_len = p.usize("seq_len", 0, 0, MAX_LONG_LEN)?;
     p.finish()?;
-    let f = math::rope_frequencies(head_dim, base, &scaling, (seq_len > 0).then_some(seq_len))?;
-    Ok(json!({ "head_dim": head_dim, "base": base, "frequencies": freqs_json(&f) }))
+    let f = params.frequencies((seq_len > 0).then_some(seq_len), Precision::Exact)?;
+    Ok(
+        json!({ "head_dim": params.head_dim, "base": params.base, "rope_type": f.rope_type, "frequencies": freqs_json(&f) }),
+    )
 }
 
 fn rope_rotation(p: &Params) -> ApiResult<Value> {
-    let (head_dim, base, scaling) = rope_setup(p)?;
-    let position = p.float("position", 0.0, 0.0, MAX_LONG_LEN as f64)?;
+    let params = rope_setup(p)?;
+    let position = p.int("position", 0, 0, MAX_LONG_LEN as i64)?;
     p.finish()?;
-    let f = math::rope_frequencies(head_dim, base, &scaling, None)?;
-    // Rotating the unit vector (1, 0) of each pair gives the hand: (cos, sin) of the angle.
-    let mut unit = vec![0f32; head_dim];
-    unit.iter_mut().step_by(2).for_each(|x| *x = 1.0);
-    math::apply_rotary(&mut unit, position, &f.inv_freq, 1.0);
-    let cos: Vec<f32> = unit.iter().step_by(2).copied().collect();
-    let sin: Vec<f32> = unit.iter().skip(1).step_by(2).copied().collect();
+    let f = params.frequencies(None, Precision::Exact)?;
+    // The hand of pair i is the unit vector (1, 0) rotated by position * θ_i.
+    let (cos, sin) = rotation(&f, position)?;
     let angle: Vec<f64> = f
         .inv_freq
         .iter()
-        .map(|w| (position * w).rem_euclid(2.0 * std::f64::consts::PI))
+        .map(|w| (position as f64 * w).rem_euclid(std::f64::consts::TAU))
         .collect();
     Ok(
-        json!({ "position": position, "head_dim": head_dim, "cos": cos, "sin": sin, "angle": angle, "frequencies": freqs_json(&f) }),
+        json!({ "position": position, "head_dim": params.head_dim, "cos": cos, "sin": sin, "angle": angle, "frequencies": freqs_json(&f) }),
     )
 }
 
@@ -517,11 +569,11 @@ fn angle_map(inv_freq: &[f64], positions: &[usize]) -> Vec<f32> {
 }
 
 fn rope_angles(p: &Params) -> ApiResult<Value> {
-    let (head_dim, base, scaling) = rope_setup(p)?;
+    let params = rope_setup(p)?;
     let len = p.usize("len", 512, 1, MAX_LONG_LEN)?;
     let width = p.usize("width", 512, 1, MAX_WIDTH)?;
     p.finish()?;
-    let f = math::rope_frequencies(head_dim, base, &scaling, Some(len))?;
+    let f = params.frequencies(Some(len), Precision::Exact)?;
     let positions = sample_positions(len, width);
     Ok(json!({
         "len": len, "positions": positions, "pairs": f.inv_freq.len(),
@@ -531,28 +583,23 @@ fn rope_angles(p: &Params) -> ApiResult<Value> {
 }
 
 fn rope_decay(p: &Params) -> ApiResult<Value> {
-    let (head_dim, base, scaling) = rope_setup(p)?;
+    let params = rope_setup(p)?;
     let max_distance = p.usize("max_distance", 1024, 1, MAX_LONG_LEN)?;
     let width = p.usize("width", 512, 1, MAX_WIDTH)?;
     p.finish()?;
-    let f = math::rope_frequencies(head_dim, base, &scaling, None)?;
+    let f = params.frequencies(None, Precision::Exact)?;
     let distances = sample_positions(max_distance + 1, width);
-    // cos(Δ·θ_i): the score of a query and key that are the same unit vector in pair i, Δ apart.
-    let mut per_pair = Vec::with_capacity(f.inv_freq.len() * distances.len());
-    for w in &f.inv_freq {
-        for &d in &distances {
-            per_pair.push((d as f64 * w).cos() as f32);
+    let pairs = f.pairs();
+    // cos(Δ·θ_i): the score of a query and a key that are the same unit vector in pair i, Δ apart.
+    let mut per_pair = vec![0f32; pairs * distances.len()];
+    let mut mean = Vec::with_capacity(distances.len());
+    for (c, &d) in distances.iter().enumerate() {
+        let (cos, _) = rotation(&f, d as i64)?;
+        for (i, &v) in cos.iter().enumerate() {
+            per_pair[i * distances.len() + c] = v;
         }
+        mean.push(cos.iter().map(|&v| v as f64).sum::<f64>() / pairs as f64);
     }
-    let pairs = f.inv_freq.len();
-    let mean: Vec<f64> = (0..distances.len())
-        .map(|c| {
-            (0..pairs)
-                .map(|i| per_pair[i * distances.len() + c] as f64)
-                .sum::<f64>()
-                / pairs as f64
-        })
-        .collect();
     Ok(
         json!({ "distances": distances, "pairs": pairs, "per_pair": per_pair, "mean": mean,
                "value_layout": "per_pair row-major [pairs][distances.len()]" }),
@@ -560,7 +607,7 @@ fn rope_decay(p: &Params) -> ApiResult<Value> {
 }
 
 fn rope_relative_check(p: &Params) -> ApiResult<Value> {
-    let (head_dim, base, scaling) = rope_setup(p)?;
+    let params = rope_setup(p)?;
     let m = p.int("m", 5, 0, MAX_LONG_LEN as i64)?;
     let n = p.int("n", 2, 0, MAX_LONG_LEN as i64)?;
     let s = p.int("s", 100, -(MAX_LONG_LEN as i64), MAX_LONG_LEN as i64)?;
@@ -569,13 +616,15 @@ fn rope_relative_check(p: &Params) -> ApiResult<Value> {
     if m + s < 0 || n + s < 0 {
         return Err(ApiError::bad("m + s and n + s must be >= 0"));
     }
-    let f = math::rope_frequencies(head_dim, base, &scaling, None)?;
-    let qk = math::Learned::random(2, head_dim, seed, 1.0)?;
+    let f = params.frequencies(None, Precision::Exact)?;
+    let qk = math::Learned::random(2, params.head_dim, seed, 1.0)?;
     let score = |pq: i64, pk: i64| -> ApiResult<f64> {
         let mut q = qk.lookup(0)?.to_vec();
         let mut k = qk.lookup(1)?.to_vec();
-        math::apply_rotary(&mut q, pq as f64, &f.inv_freq, f.attention_factor);
-        math::apply_rotary(&mut k, pk as f64, &f.inv_freq, f.attention_factor);
+        let (cq, sq) = cos_sin(&f, pq as u64)?;
+        let (ck, sk) = cos_sin(&f, pk as u64)?;
+        rope::apply_rotary(&mut q, &cq, &sq, RopeLayout::HalfSplit)?;
+        rope::apply_rotary(&mut k, &ck, &sk, RopeLayout::HalfSplit)?;
         Ok(q.iter().zip(&k).map(|(&a, &b)| a as f64 * b as f64).sum())
     };
     let a = score(m, n)?;
@@ -704,54 +753,30 @@ fn relative_shaw(p: &Params) -> ApiResult<Value> {
 // ---------------------------------------------------------------- long context
 
 fn longctx(p: &Params) -> ApiResult<Value> {
-    let (head_dim, base, scaling) = rope_setup(p)?;
+    let params = rope_setup(p)?;
     let target_len = p.usize("target_len", 32_768, 1, MAX_LONG_LEN)?;
     let width = p.usize("width", 512, 1, MAX_WIDTH)?;
     p.finish()?;
-    let train_len = match &scaling {
-        Scaling::Dynamic { original_max, .. }
-        | Scaling::Yarn { original_max, .. }
-        | Scaling::Llama3 { original_max, .. }
-        | Scaling::LongRope { original_max, .. } => *original_max,
-        _ => 4096,
+    let train_len = training_length(&params);
+    let unscaled = RopeParams {
+        scaling: RopeScaling::Default,
+        ..params.clone()
     };
-    let before = math::rope_frequencies(head_dim, base, &Scaling::Default, None)?;
-    let after = math::rope_frequencies(head_dim, base, &scaling, Some(target_len))?;
-    let factor = match &scaling {
-        Scaling::Linear { factor }
-        | Scaling::Ntk { factor }
-        | Scaling::Dynamic { factor, .. }
-        | Scaling::Yarn { factor, .. }
-        | Scaling::Llama3 { factor, .. } => *factor,
-        Scaling::LongRope {
-            max_position,
-            original_max,
-            ..
-        } => *max_position as f64 / *original_max as f64,
-        Scaling::Default => 1.0,
-    };
-    // Band of each pair, read off the library's output: how much its frequency was divided.
-    let bands: Vec<&str> = before
-        .inv_freq
-        .iter()
-        .zip(&after.inv_freq)
-        .map(|(b, a)| {
-            let ratio = b / a;
-            if (ratio - 1.0).abs() < 1e-6 {
-                "unchanged"
-            } else if factor > 1.0 && (ratio - factor).abs() / factor < 1e-6 {
-                "interpolated"
-            } else {
-                "blended"
-            }
-        })
-        .collect();
+    let before = unscaled.frequencies(None, Precision::Exact)?;
+    let after = params.frequencies(Some(target_len), Precision::Exact)?;
+    let report = diagnostics::pair_report(&params, train_len, target_len, Some(target_len))?;
+    let factor = serde_json::to_value(&params.scaling)
+        .ok()
+        .and_then(|v| v.get("factor").and_then(Value::as_f64))
+        .unwrap_or(1.0);
     let positions = sample_positions(target_len, width);
     Ok(json!({
-        "head_dim": head_dim, "base": base, "train_len": train_len, "target_len": target_len, "factor": factor,
+        "head_dim": params.head_dim, "base": params.base, "rope_type": after.rope_type,
+        "train_len": train_len, "target_len": target_len, "factor": factor,
         "before": freqs_json(&before), "after": freqs_json(&after),
-        "division": before.inv_freq.iter().zip(&after.inv_freq).map(|(b, a)| b / a).collect::<Vec<_>>(),
-        "bands": bands,
+        "division": report.iter().map(|r| r.interpolation).collect::<Vec<_>>(),
+        "bands": report.iter().map(|r| r.band).collect::<Vec<_>>(),
+        "pairs": report,
         "positions": positions,
         "angles_before": angle_map(&before.inv_freq, &positions),
         "angles_after": angle_map(&after.inv_freq, &positions),
@@ -762,11 +787,38 @@ fn longctx(p: &Params) -> ApiResult<Value> {
 fn base_bound(p: &Params) -> ApiResult<Value> {
     let head_dim = p.usize("head_dim", 128, 2, 1024)?;
     let context = p.usize("context", 4096, 1, MAX_BOUND_CONTEXT)?;
+    let base = p.float("base", 0.0, 0.0, 1e12)?;
     p.finish()?;
     check_product("context * head_dim", context, head_dim, 8_388_608)?;
-    let bound = math::base_lower_bound(head_dim, context)?;
+    // The bound depends only on (head_dim, context) and costs up to seconds: keep recent answers.
+    static BOUNDS: OnceLock<Mutex<HashMap<(usize, usize), f64>>> = OnceLock::new();
+    let cache = BOUNDS.get_or_init(Default::default);
+    let cached = cache
+        .lock()
+        .ok()
+        .and_then(|c| c.get(&(head_dim, context)).copied());
+    let bound = match cached {
+        Some(b) => b,
+        None => {
+            let b = diagnostics::men_base_lower_bound(head_dim, context, 0.02)?;
+            if let Ok(mut c) = cache.lock() {
+                if c.len() >= 256 {
+                    c.clear();
+                }
+                c.insert((head_dim, context), b);
+            }
+            b
+        }
+    };
+    // The criterion for the chosen base too, when one is given (full scan: minimum and where).
+    let chosen = if base > 1.0 {
+        Some(diagnostics::base_criterion(base, head_dim, context, false)?)
+    } else {
+        None
+    };
     Ok(
-        json!({ "head_dim": head_dim, "context": context, "base_lower_bound": bound, "rounded": round4(bound) }),
+        json!({ "head_dim": head_dim, "context": context, "base_lower_bound": bound, "grid_step": 0.02,
+               "chosen": chosen }),
     )
 }
 
