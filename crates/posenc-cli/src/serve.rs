@@ -22,6 +22,7 @@ pub mod api;
 mod inspect;
 pub mod math;
 pub mod params;
+pub mod reply;
 #[cfg(test)]
 mod tests;
 

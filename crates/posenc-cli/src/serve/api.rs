@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -26,6 +26,7 @@ use posenc::rope::{
 
 use super::math::{self, SinLayout};
 use super::params::{check_product, ApiError, ApiResult, Params};
+use super::reply::Reply;
 
 /// Largest sequence length of a table (`len`).
 pub const MAX_LEN: usize = 131_072;
@@ -146,7 +147,7 @@ fn compute_slots() -> &'static tokio::sync::Semaphore {
 }
 
 /// Runs a computation on the blocking pool and turns it into a response.
-async fn blocking(f: impl FnOnce() -> ApiResult<Value> + Send + 'static) -> Response {
+async fn blocking<R: Into<Reply>>(f: impl FnOnce() -> ApiResult<R> + Send + 'static) -> Response {
     let Ok(_permit) = compute_slots().acquire().await else {
         return ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
@@ -154,8 +155,9 @@ async fn blocking(f: impl FnOnce() -> ApiResult<Value> + Send + 'static) -> Resp
         }
         .into_response();
     };
-    match tokio::task::spawn_blocking(f).await {
-        Ok(Ok(v)) => Json(v).into_response(),
+    // Serialising runs on the blocking thread too: large answers stay off the async workers.
+    match tokio::task::spawn_blocking(move || f().and_then(|r| r.into().into_bytes())).await {
+        Ok(Ok(bytes)) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
         Ok(Err(e)) => e.into_response(),
         Err(_) => ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -342,7 +344,7 @@ fn sin_layout(p: &Params) -> ApiResult<SinLayout> {
     )
 }
 
-fn sinusoidal_table(p: &Params) -> ApiResult<Value> {
+fn sinusoidal_table(p: &Params) -> ApiResult<Reply> {
     let len = p.usize("len", 256, 1, MAX_LEN)?;
     let dim = p.usize("dim", 64, 2, MAX_DIM)?;
     let base = p.float("base", 10_000.0, 1.0001, 1e12)?;
@@ -359,14 +361,14 @@ fn sinusoidal_table(p: &Params) -> ApiResult<Value> {
     for &pos in &positions {
         values.extend(math::sinusoidal_row(pos as f64, dim, base, layout)?);
     }
-    Ok(json!({
+    Reply::from(json!({
         "len": len, "dim": dim, "base": base, "layout": layout,
         "start": start,
         "positions": positions,
-        "values": values,
         "wavelengths": math::sinusoidal_wavelengths(dim, base),
         "value_layout": "row-major [positions.len()][dim]",
     }))
+    .with("values", &values)
 }
 
 fn sinusoidal_row(p: &Params) -> ApiResult<Value> {
@@ -568,21 +570,22 @@ fn angle_map(inv_freq: &[f64], positions: &[usize]) -> Vec<f32> {
     out
 }
 
-fn rope_angles(p: &Params) -> ApiResult<Value> {
+fn rope_angles(p: &Params) -> ApiResult<Reply> {
     let params = rope_setup(p)?;
     let len = p.usize("len", 512, 1, MAX_LONG_LEN)?;
     let width = p.usize("width", 512, 1, MAX_WIDTH)?;
     p.finish()?;
     let f = params.frequencies(Some(len), Precision::Exact)?;
     let positions = sample_positions(len, width);
-    Ok(json!({
+    let angles = angle_map(&f.inv_freq, &positions);
+    Reply::from(json!({
         "len": len, "positions": positions, "pairs": f.inv_freq.len(),
-        "angles": angle_map(&f.inv_freq, &positions),
         "value_layout": "row-major [pairs][positions.len()], radians in [0, 2pi)",
     }))
+    .with("angles", &angles)
 }
 
-fn rope_decay(p: &Params) -> ApiResult<Value> {
+fn rope_decay(p: &Params) -> ApiResult<Reply> {
     let params = rope_setup(p)?;
     let max_distance = p.usize("max_distance", 1024, 1, MAX_LONG_LEN)?;
     let width = p.usize("width", 512, 1, MAX_WIDTH)?;
@@ -600,10 +603,11 @@ fn rope_decay(p: &Params) -> ApiResult<Value> {
         }
         mean.push(cos.iter().map(|&v| v as f64).sum::<f64>() / pairs as f64);
     }
-    Ok(
-        json!({ "distances": distances, "pairs": pairs, "per_pair": per_pair, "mean": mean,
+    Reply::from(
+        json!({ "distances": distances, "pairs": pairs, "mean": mean,
                "value_layout": "per_pair row-major [pairs][distances.len()]" }),
     )
+    .with("per_pair", &per_pair)
 }
 
 fn rope_relative_check(p: &Params) -> ApiResult<Value> {
@@ -752,7 +756,7 @@ fn relative_shaw(p: &Params) -> ApiResult<Value> {
 
 // ---------------------------------------------------------------- long context
 
-fn longctx(p: &Params) -> ApiResult<Value> {
+fn longctx(p: &Params) -> ApiResult<Reply> {
     let params = rope_setup(p)?;
     let target_len = p.usize("target_len", 32_768, 1, MAX_LONG_LEN)?;
     let width = p.usize("width", 512, 1, MAX_WIDTH)?;
@@ -770,7 +774,9 @@ fn longctx(p: &Params) -> ApiResult<Value> {
         .and_then(|v| v.get("factor").and_then(Value::as_f64))
         .unwrap_or(1.0);
     let positions = sample_positions(target_len, width);
-    Ok(json!({
+    let angles_before = angle_map(&before.inv_freq, &positions);
+    let angles_after = angle_map(&after.inv_freq, &positions);
+    Reply::from(json!({
         "head_dim": params.head_dim, "base": params.base, "rope_type": after.rope_type,
         "train_len": train_len, "target_len": target_len, "factor": factor,
         "before": freqs_json(&before), "after": freqs_json(&after),
@@ -778,10 +784,10 @@ fn longctx(p: &Params) -> ApiResult<Value> {
         "bands": report.iter().map(|r| r.band).collect::<Vec<_>>(),
         "pairs": report,
         "positions": positions,
-        "angles_before": angle_map(&before.inv_freq, &positions),
-        "angles_after": angle_map(&after.inv_freq, &positions),
         "value_layout": "angles row-major [pairs][positions.len()], radians in [0, 2pi)",
     }))
+    .with("angles_before", &angles_before)?
+    .with("angles_after", &angles_after)
 }
 
 fn base_bound(p: &Params) -> ApiResult<Value> {
