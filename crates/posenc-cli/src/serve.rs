@@ -20,7 +20,6 @@ use axum::Router;
 
 pub mod api;
 mod inspect;
-pub mod math;
 pub mod params;
 pub mod reply;
 #[cfg(test)]

@@ -24,9 +24,12 @@ use posenc::rope::{
     RopeScaling, YarnParams,
 };
 
-use super::math::{self, SinLayout};
 use super::params::{check_product, ApiError, ApiResult, Params};
 use super::reply::Reply;
+use posenc::alibi;
+use posenc::learned::LearnedTable;
+use posenc::relative::{self, T5Buckets};
+use posenc::sinusoidal::{self, SinusoidalLayout};
 
 /// Largest sequence length of a table (`len`).
 pub const MAX_LEN: usize = 131_072;
@@ -210,13 +213,13 @@ fn why(p: &Params) -> ApiResult<Value> {
     vocab.sort();
     vocab.dedup();
     // Word embeddings and projection matrices are seeded random tables from the library.
-    let emb = math::Learned::random(vocab.len(), DIM, seed, 1.0)?;
-    let wq = math::Learned::random(DIM, DIM, seed.wrapping_add(1), 0.5)?;
-    let wk = math::Learned::random(DIM, DIM, seed.wrapping_add(2), 0.5)?;
-    let wv = math::Learned::random(DIM, DIM, seed.wrapping_add(3), 0.5)?;
-    let pos_table = math::Learned::random(16, DIM, seed.wrapping_add(4), 1.0)?;
+    let emb = LearnedTable::random(vocab.len(), DIM, seed, 1.0)?;
+    let wq = LearnedTable::random(DIM, DIM, seed.wrapping_add(1), 0.5)?;
+    let wk = LearnedTable::random(DIM, DIM, seed.wrapping_add(2), 0.5)?;
+    let wv = LearnedTable::random(DIM, DIM, seed.wrapping_add(3), 0.5)?;
+    let pos_table = LearnedTable::random(16, DIM, seed.wrapping_add(4), 1.0)?;
     let rope = RopeParams::new(10_000.0, DIM)?.frequencies(None, Precision::Exact)?;
-    let slope = math::alibi_slopes(8)?[0];
+    let slope = alibi::slopes(8)?[0];
 
     let run = |tokens: &[String]| -> ApiResult<Value> {
         let n = tokens.len();
@@ -225,26 +228,26 @@ fn why(p: &Params) -> ApiResult<Value> {
             let id = vocab
                 .binary_search(t)
                 .map_err(|_| ApiError::bad("token not in vocabulary"))?;
-            let mut x: Vec<f64> = emb.lookup(id)?.iter().map(|&v| v as f64).collect();
+            let mut x: Vec<f64> = emb.lookup(id as u64)?.iter().map(|&v| v as f64).collect();
             match scheme {
                 "sinusoidal" => {
                     let row =
-                        math::sinusoidal_row(pos as f64, DIM, 10_000.0, SinLayout::Interleaved)?;
+                        sinusoidal::row(pos as f64, DIM, 10_000.0, SinusoidalLayout::Interleaved)?;
                     x.iter_mut().zip(row).for_each(|(a, r)| *a += r as f64);
                 }
                 "learned" => {
-                    let row = pos_table.lookup(pos)?;
+                    let row = pos_table.lookup(pos as u64)?;
                     x.iter_mut().zip(row).for_each(|(a, &r)| *a += r as f64);
                 }
                 _ => {}
             }
             xs.push(x);
         }
-        let proj = |w: &math::Learned, x: &[f64]| -> Vec<f32> {
+        let proj = |w: &LearnedTable, x: &[f64]| -> Vec<f32> {
             (0..DIM)
                 .map(|o| {
                     (0..DIM)
-                        .map(|i| w.values[i * DIM + o] as f64 * x[i])
+                        .map(|i| w.data()[i * DIM + o] as f64 * x[i])
                         .sum::<f64>() as f32
                 })
                 .collect()
@@ -260,7 +263,7 @@ fn why(p: &Params) -> ApiResult<Value> {
             }
         }
         let bias = if scheme == "alibi" {
-            math::alibi_bias(slope, n, n, 0, true)
+            alibi::bias(&[slope], n, n, 0, true)?
         } else {
             vec![0.0; n * n]
         };
@@ -335,11 +338,16 @@ fn why(p: &Params) -> ApiResult<Value> {
 
 // ---------------------------------------------------------------- sinusoidal
 
-fn sin_layout(p: &Params) -> ApiResult<SinLayout> {
+fn sin_layout(p: &Params) -> ApiResult<SinusoidalLayout> {
     Ok(
-        match p.choice("layout", "interleaved", &["interleaved", "concat"])? {
-            "concat" => SinLayout::Concat,
-            _ => SinLayout::Interleaved,
+        match p.choice(
+            "layout",
+            "interleaved",
+            &["interleaved", "concat", "fairseq"],
+        )? {
+            "concat" => SinusoidalLayout::Concat,
+            "fairseq" => SinusoidalLayout::Fairseq,
+            _ => SinusoidalLayout::Interleaved,
         },
     )
 }
@@ -359,13 +367,16 @@ fn sinusoidal_table(p: &Params) -> ApiResult<Reply> {
         .collect();
     let mut values = Vec::with_capacity(positions.len() * dim);
     for &pos in &positions {
-        values.extend(math::sinusoidal_row(pos as f64, dim, base, layout)?);
+        values.extend(sinusoidal::row(pos as f64, dim, base, layout)?);
     }
     Reply::from(json!({
         "len": len, "dim": dim, "base": base, "layout": layout,
         "start": start,
         "positions": positions,
-        "wavelengths": math::sinusoidal_wavelengths(dim, base),
+        "wavelengths": sinusoidal::frequencies(dim, base, layout)?
+            .iter()
+            .map(|w| std::f64::consts::TAU / w)
+            .collect::<Vec<_>>(),
         "value_layout": "row-major [positions.len()][dim]",
     }))
     .with("values", &values)
@@ -377,13 +388,22 @@ fn sinusoidal_row(p: &Params) -> ApiResult<Value> {
     let base = p.float("base", 10_000.0, 1.0001, 1e12)?;
     let layout = sin_layout(p)?;
     p.finish()?;
-    let values = math::sinusoidal_row(position, dim, base, layout)?;
+    let values = sinusoidal::row(position, dim, base, layout)?;
     let half = dim / 2;
     // Which frequency and function each dimension holds, for labelling.
     let (pair, func): (Vec<usize>, Vec<&str>) = (0..dim)
         .map(|d| match layout {
-            SinLayout::Interleaved => (d / 2, if d % 2 == 0 { "sin" } else { "cos" }),
-            SinLayout::Concat => (d % half, if d < half { "sin" } else { "cos" }),
+            SinusoidalLayout::Interleaved => (d / 2, if d % 2 == 0 { "sin" } else { "cos" }),
+            // [sin | cos] halves; an odd fairseq dim ends with a zero pad column.
+            SinusoidalLayout::Concat | SinusoidalLayout::Fairseq => {
+                if d < half {
+                    (d, "sin")
+                } else if d < 2 * half {
+                    (d - half, "cos")
+                } else {
+                    (half, "pad")
+                }
+            }
         })
         .unzip();
     Ok(
@@ -404,14 +424,14 @@ fn learned_table(p: &Params) -> ApiResult<Value> {
     p.finish()?;
     check_product("max_positions * dim", max_positions, dim, MAX_CELLS)?;
     check_product("resize_to * dim", resize_to, dim, MAX_CELLS)?;
-    let table = math::Learned::random(max_positions, dim, seed, std as f32)?;
-    let view = |t: &math::Learned| -> Value {
+    let table = LearnedTable::random(max_positions, dim, seed, std as f32)?;
+    let view = |t: &LearnedTable| -> Value {
         let positions = sample_positions(len, width);
         let rows: Vec<Option<Vec<f32>>> = positions
             .iter()
-            .map(|&pos| t.lookup(pos).ok().map(|r| r.to_vec()))
+            .map(|&pos| t.lookup(pos as u64).ok().map(|r| r.to_vec()))
             .collect();
-        json!({ "max_positions": t.max_positions, "positions": positions, "rows": rows })
+        json!({ "max_positions": t.max_positions(), "positions": positions, "rows": rows })
     };
     let resized = if resize_to > 0 {
         Some(view(&table.resize(resize_to)?))
@@ -621,7 +641,7 @@ fn rope_relative_check(p: &Params) -> ApiResult<Value> {
         return Err(ApiError::bad("m + s and n + s must be >= 0"));
     }
     let f = params.frequencies(None, Precision::Exact)?;
-    let qk = math::Learned::random(2, params.head_dim, seed, 1.0)?;
+    let qk = LearnedTable::random(2, params.head_dim, seed, 1.0)?;
     let score = |pq: i64, pk: i64| -> ApiResult<f64> {
         let mut q = qk.lookup(0)?.to_vec();
         let mut k = qk.lookup(1)?.to_vec();
@@ -653,22 +673,22 @@ fn alibi(p: &Params) -> ApiResult<Value> {
             "`head` must be < heads ({heads}), got {head}"
         )));
     }
-    let slopes = math::alibi_slopes(heads)?;
+    let slopes = alibi::slopes(heads)?;
     let slope = slopes[head];
     // Causal models use slope * (k - q) on the visible keys; bidirectional use -slope * |k - q|.
-    let bias = math::alibi_bias(slope, len, len, 0, !causal);
+    let bias = alibi::bias(&[slope], len, len, 0, !causal)?;
     let mask: Vec<bool> = (0..len * len)
         .map(|i| !causal || i % len <= i / len)
         .collect();
     // Toy content scores: seeded random q·k.
-    let qk = math::Learned::random(len, len, seed, 1.0)?;
+    let qk = LearnedTable::random(len, len, seed, 1.0)?;
     let softmax = |add_bias: bool| -> Vec<f64> {
         let mut out = vec![0f64; len * len];
         for q in 0..len {
             let row: Vec<Option<f64>> = (0..len)
                 .map(|k| {
                     mask[q * len + k].then(|| {
-                        qk.values[q * len + k] as f64
+                        qk.data()[q * len + k] as f64
                             + if add_bias {
                                 bias[q * len + k] as f64
                             } else {
@@ -712,28 +732,18 @@ fn relative_t5(p: &Params) -> ApiResult<Value> {
     let span = p.usize("span", 200, 1, 4096)?;
     let len = p.usize("len", 64, 1, MAX_MATRIX)?;
     p.finish()?;
-    let num_exact = num_buckets / if bidirectional { 4 } else { 2 };
-    if num_exact == 0 || max_distance <= num_exact {
-        return Err(ApiError::bad(format!(
-            "`max_distance` ({max_distance}) must exceed the exact range ({num_exact}) and num_buckets must be >= 4 when bidirectional"
-        )));
-    }
+    let cfg = T5Buckets {
+        bidirectional,
+        num_buckets,
+        max_distance,
+    };
+    cfg.validate()?;
     let rel: Vec<i64> = (-(span as i64)..=span as i64).collect();
-    let buckets: Vec<usize> = rel
+    let buckets = rel
         .iter()
-        .map(|&r| math::t5_bucket(r, bidirectional, num_buckets, max_distance))
-        .collect();
-    let mut matrix = Vec::with_capacity(len * len);
-    for q in 0..len as i64 {
-        for k in 0..len as i64 {
-            matrix.push(math::t5_bucket(
-                k - q,
-                bidirectional,
-                num_buckets,
-                max_distance,
-            ));
-        }
-    }
+        .map(|&r| relative::t5_bucket(r, bidirectional, num_buckets, max_distance))
+        .collect::<posenc::Result<Vec<usize>>>()?;
+    let matrix = relative::t5_bucket_matrix(len, len, 0, &cfg)?;
     Ok(
         json!({ "bidirectional": bidirectional, "num_buckets": num_buckets, "max_distance": max_distance,
                "relative_positions": rel, "buckets": buckets, "len": len, "matrix": matrix,
@@ -745,12 +755,7 @@ fn relative_shaw(p: &Params) -> ApiResult<Value> {
     let clip = p.usize("clip", 4, 0, 4096)?;
     let len = p.usize("len", 32, 1, MAX_MATRIX)?;
     p.finish()?;
-    let mut matrix = Vec::with_capacity(len * len);
-    for q in 0..len as i64 {
-        for k in 0..len as i64 {
-            matrix.push(math::shaw_index(q, k, clip));
-        }
-    }
+    let matrix = relative::shaw_index_matrix(len, len, clip)?;
     Ok(json!({ "clip": clip, "len": len, "num_embeddings": 2 * clip + 1, "matrix": matrix }))
 }
 

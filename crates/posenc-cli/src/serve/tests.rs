@@ -307,7 +307,12 @@ async fn t5_buckets_match_the_shared_fixture() {
             "bidirectional={bidir} num_buckets={nb} max_distance={md}"
         );
     }
-    bad("/api/relative/t5?num_buckets=2", "max_distance").await;
+    bad("/api/relative/t5?num_buckets=2", "num_buckets").await;
+    bad(
+        "/api/relative/t5?num_buckets=32&max_distance=8",
+        "max_distance",
+    )
+    .await;
     bad("/api/relative/t5?len=513", "len").await;
 }
 
