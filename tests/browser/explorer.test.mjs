@@ -39,6 +39,10 @@ const apiCalls = [];
 page.on("console", m => { if (m.type() === "error") consoleErrors.push(m.text()); });
 page.on("pageerror", e => consoleErrors.push(`pageerror: ${e.message}`));
 page.on("request", r => { const u = new URL(r.url()); if (u.pathname.startsWith("/api/")) apiCalls.push(u.pathname + u.search); });
+const failedApi = [];
+page.on("response", r => { const u = new URL(r.url()); if (u.pathname.startsWith("/api/") && !r.ok()) failedApi.push(`${r.status()} ${r.request().method()} ${u.pathname}${u.search}`); });
+// Requests this test makes fail on purpose; any other non-2xx API answer is a failure.
+const deliberate = /^(400 GET \/api\/sinusoidal\/table\?(len=0|dim=abc)|404 GET \/api\/nope|501 GET \/api\/learn\/x|400 POST \/api\/config\/inspect)$/;
 // Errors the test provokes on purpose (400/404 answers) are not page errors.
 const expectedErrors = /status of (400|404|501)/;
 
@@ -223,11 +227,15 @@ try {
     await shot("longctx-inspect", "#longctx");
   });
 
-  await check("real model: explains how to produce results when none exist", async () => {
+  await check("real model: draws result tables that exist, explains how to produce missing ones", async () => {
     await page.locator("#model").scrollIntoViewIfNeeded();
-    await page.waitForFunction(() => document.querySelector("#model [data-role=body]").textContent.length > 0, null, { timeout: 10000 });
+    await page.waitForFunction(() => /attention-stats/.test(document.querySelector("#model [data-role=body]").textContent), null, { timeout: 10000 });
     const text = await page.textContent("#model [data-role=body]");
-    assert(/posenc model passkey/.test(text) || (await page.$$("#model canvas")).length > 0, `model panel: ${text.slice(0, 200)}`);
+    assert(/posenc model attention-stats/.test(text), `no how-to for attention-stats: ${text.slice(0, 300)}`);
+    if (process.env.POSENC_EXPECT_PASSKEY) {
+      await waitCanvas("#model canvas", 3);
+      assert(/accuracy: 4 × 5/.test(text), `passkey table caption missing: ${text.slice(0, 300)}`);
+    }
     await shot("model", "#model");
   });
 
@@ -257,6 +265,11 @@ try {
     const w = await page.$eval("#sinusoidal canvas[data-fig=heat]", c => c.getBoundingClientRect().width);
     assert(w <= 420, `heatmap is ${w}px wide`);
     await shot("page-420");
+  });
+
+  await check("every API call the page made succeeded (apart from the deliberate bad ones)", async () => {
+    const unexpected = failedApi.filter(f => !deliberate.test(f));
+    assert(unexpected.length === 0, unexpected.slice(0, 5).join(" | "));
   });
 
   await check("no console errors", async () => {

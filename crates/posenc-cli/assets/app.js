@@ -802,7 +802,7 @@ function modelPanel(panel) {
         box.appendChild(hint); continue;
       }
       try {
-        const data = await api(`results/${r.name}`);
+        const data = await api(`results/${encodeURIComponent(r.name)}`);
         const mats = findMatrices(data);
         if (!mats.length) { box.appendChild(document.createTextNode("(no 2-D tables of numbers found in this file)")); continue; }
         const grid = document.createElement("div"); grid.className = "figures"; box.appendChild(grid);

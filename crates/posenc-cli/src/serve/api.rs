@@ -869,36 +869,82 @@ const RESULT_FILES: &[(&str, &str, &str)] = &[
     ),
 ];
 
-async fn results_index(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let dir = state.results_dir.clone();
-    let items: Vec<Value> = RESULT_FILES
-        .iter()
-        .map(|(name, file, how)| {
-            let path = dir.join(file);
-            json!({ "name": name, "file": path.display().to_string(), "present": path.is_file(),
-                    "how_to_produce": how.replace("DIR", &dir.display().to_string()) })
-        })
-        .collect();
-    Json(json!({ "results_dir": dir.display().to_string(), "results": items }))
+/// Largest result file served, in bytes.
+const MAX_RESULT_BYTES: u64 = 64 * 1024 * 1024;
+/// Most extra `*.json` files listed from the results directory.
+const MAX_EXTRA_RESULTS: usize = 32;
+
+/// A plain file name (no separators, no leading dot) ending in `.json`.
+fn is_result_file_name(name: &str) -> bool {
+    name.len() <= 128
+        && name.ends_with(".json")
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
+async fn results_index(State(state): State<Arc<AppState>>) -> Response {
+    let dir = state.results_dir.clone();
+    blocking(move || {
+        let shown = dir.display().to_string();
+        let mut items: Vec<Value> = RESULT_FILES
+            .iter()
+            .map(|(name, file, how)| {
+                let path = dir.join(file);
+                json!({ "name": name, "file": path.display().to_string(), "present": path.is_file(),
+                        "how_to_produce": how.replace("DIR", &shown) })
+            })
+            .collect();
+        // Any other JSON file in the directory, by file name (sorted, capped).
+        let mut extra: Vec<String> = std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|n| is_result_file_name(n) && !RESULT_FILES.iter().any(|(_, f, _)| f == n))
+                    .collect()
+            })
+            .unwrap_or_default();
+        extra.sort();
+        extra.truncate(MAX_EXTRA_RESULTS);
+        for name in extra {
+            let path = dir.join(&name);
+            items.push(json!({ "name": name, "file": path.display().to_string(), "present": true, "how_to_produce": null }));
+        }
+        Ok(json!({ "results_dir": shown, "results": items }))
+    })
+    .await
+}
+
+/// Serves a known result (`passkey`, `attention-stats`) or any `NAME.json` in the results dir.
 async fn results_file(
     State(state): State<Arc<AppState>>,
-    axum::extract::Path(name): axum::extract::Path<String>,
+    name: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Response {
-    let Some((_, file, how)) = RESULT_FILES.iter().find(|(n, _, _)| *n == name) else {
-        return not_found().await.into_response();
+    let Ok(axum::extract::Path(name)) = name else {
+        return ApiError::bad("malformed result name").into_response();
     };
-    let path = state.results_dir.join(file);
-    let how = how.replace("DIR", &state.results_dir.display().to_string());
+    let (path, how) = match RESULT_FILES.iter().find(|(n, _, _)| *n == name) {
+        Some((_, file, how)) => (
+            state.results_dir.join(file),
+            how.replace("DIR", &state.results_dir.display().to_string()),
+        ),
+        None if is_result_file_name(&name) => (
+            state.results_dir.join(&name),
+            String::from("a `posenc model` command"),
+        ),
+        None => return not_found().await.into_response(),
+    };
     blocking(move || {
         let meta = std::fs::metadata(&path).map_err(|_| ApiError {
             status: StatusCode::NOT_FOUND,
             message: format!("{} not found; produce it with: {how}", path.display()),
         })?;
-        if meta.len() > 64 * 1024 * 1024 {
+        if !meta.is_file() || meta.len() > MAX_RESULT_BYTES {
             return Err(ApiError::bad(format!(
-                "{} is larger than 64 MiB",
+                "{} is not a file of at most 64 MiB",
                 path.display()
             )));
         }

@@ -459,8 +459,72 @@ async fn results_explain_how_to_produce_them() {
         .as_str()
         .unwrap()
         .contains("posenc model passkey"));
-    let (s, _) = get("/api/results/..%2F..%2Fetc%2Fpasswd").await;
-    assert_eq!(s, StatusCode::NOT_FOUND);
+    for bad_name in [
+        "..%2F..%2Fetc%2Fpasswd",
+        "..%2Fx.json",
+        ".hidden.json",
+        "a%20b.json",
+        "x.txt",
+    ] {
+        let (s, _) = get(&format!("/api/results/{bad_name}")).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{bad_name}");
+    }
+    // A name that does not decode (invalid UTF-8) is a JSON 400, not axum's text rejection.
+    let (s, v) = get("/api/results/%FF.json").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(v["error"].is_string());
+}
+
+#[tokio::test]
+async fn results_are_served_from_the_results_dir() {
+    let dir = std::env::temp_dir().join(format!("posenc-serve-results-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("passkey.json"),
+        r#"{"accuracy": [[1, 0.5], [0, 1]]}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.join("extra-run.json"), r#"{"x": [[1]]}"#).unwrap();
+    std::fs::write(dir.join("broken.json"), "{nope").unwrap();
+    let call = |uri: &str| {
+        let app = super::app(AppState {
+            results_dir: dir.clone(),
+        });
+        let req = Request::get(uri).body(Body::empty()).unwrap();
+        async move {
+            let resp = app.oneshot(req).await.unwrap();
+            let status = resp.status();
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+        }
+    };
+    let (s, v) = call("/api/results").await;
+    assert_eq!(s, StatusCode::OK);
+    let names: Vec<&str> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "passkey",
+            "attention-stats",
+            "broken.json",
+            "extra-run.json"
+        ]
+    );
+    assert_eq!(v["results"][0]["present"], true);
+    let (s, v) = call("/api/results/passkey").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["accuracy"][0][1], 0.5);
+    let (s, v) = call("/api/results/extra-run.json").await;
+    assert_eq!((s, &v["x"][0][0]), (StatusCode::OK, &serde_json::json!(1)));
+    let (s, v) = call("/api/results/broken.json").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(v["error"].as_str().unwrap().contains("not JSON"));
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 fn fixtures() -> std::path::PathBuf {
