@@ -234,7 +234,7 @@ try {
     assert(/posenc model attention-stats/.test(text), `no how-to for attention-stats: ${text.slice(0, 300)}`);
     if (process.env.POSENC_EXPECT_PASSKEY) {
       await waitCanvas("#model canvas", 3);
-      assert(/accuracy: 4 × 5/.test(text), `passkey table caption missing: ${text.slice(0, 300)}`);
+      assert(/accuracy: 4 × 5 \(colour: 0 … 1; rows: lengths; columns: depths\)/.test(text), `passkey table caption missing: ${text.slice(0, 300)}`);
     }
     await shot("model", "#model");
   });
@@ -265,6 +265,11 @@ try {
     const w = await page.$eval("#sinusoidal canvas[data-fig=heat]", c => c.getBoundingClientRect().width);
     assert(w <= 420, `heatmap is ${w}px wide`);
     await shot("page-420");
+    for (const id of ["sinusoidal", "rope", "alibi", "longctx"]) {
+      await page.locator(`#${id}`).scrollIntoViewIfNeeded();
+      await page.waitForTimeout(200);
+      await shot(`narrow-${id}`, `#${id}`);
+    }
   });
 
   await check("every API call the page made succeeded (apart from the deliberate bad ones)", async () => {

@@ -124,9 +124,16 @@ function hline(ctx, y, w, colour = "#000", dash = []) {
   ctx.beginPath(); ctx.moveTo(0, y); ctx.lineTo(w, y); ctx.stroke(); ctx.restore();
 }
 
-/** Calls onPick({row, col}) on click and drag over a heatmap canvas. */
-function pickable(canvas, getMap, onPick) {
+/** Calls onPick({row, col}) on click and drag over a heatmap canvas; `describe(cell)` gives the hover text. */
+function pickable(canvas, getMap, onPick, describe) {
   let down = false;
+  if (describe) {
+    canvas.addEventListener("pointermove", ev => {
+      const map = getMap(); if (!map) return;
+      const rect = canvas.getBoundingClientRect();
+      canvas.title = describe(map.cellAt(ev.clientX - rect.left, ev.clientY - rect.top)) || "";
+    });
+  }
   const pick = ev => {
     const map = getMap(); if (!map) return;
     const rect = canvas.getBoundingClientRect();
@@ -434,7 +441,7 @@ function sinusoidalPanel(panel) {
   pickable(canvas, () => map, ({ row, col }) => {
     const t = panel._table; if (!t) return;
     sel.position = t.positions[col]; sel.dim = row; drawTable(); loadRow(); drawRow();
-  });
+  }, ({ row, col }) => { const t = panel._table; return t && `position ${t.positions[col]}, dim ${row}: ${fmt(t.values[col * t.dim + row], 4)}`; });
   panel.querySelectorAll(".controls select, .controls input").forEach(e => e.addEventListener("input", loadTable));
   onResize(loadTable);
   loadTable();
@@ -512,7 +519,9 @@ function ropePanel(panel) {
   const run = runner(panel);
   const baseOf = () => Math.round(Math.pow(10, Number(ctl(panel, "base").value)));
   const lenOf = () => Math.pow(2, Number(ctl(panel, "len").value));
-  const sel = { pair: 0 };
+  // Start on a middle pair: pair 0 turns once every 6 positions and hides everything else.
+  const midPair = () => Math.floor(Number(ctl(panel, "head_dim").value) / 8);
+  const sel = { pair: midPair() };
   bindOutputs(panel, { base: () => fmtInt(baseOf()), position: v => fmtInt(v), len: () => fmtInt(lenOf()), s: v => fmtInt(v) });
   const common = () => ({ head_dim: ctl(panel, "head_dim").value, base: baseOf() });
   let map = null;
@@ -590,10 +599,10 @@ function ropePanel(panel) {
     sel.pair = row; ctl(panel, "position").value = d.positions[col];
     panel.querySelector('output[data-for="position"]').textContent = fmtInt(d.positions[col]);
     loadRotation(); drawDecay();
-  });
+  }, ({ row, col }) => { const d = panel._angles; return d && `pair ${row}, position ${d.positions[col]}: angle ${fmt(d.angles[row * d.positions.length + col], 3)} rad (mod 2π)`; });
   const loadAll = () => { loadAngles(); loadRotation(); loadDecay(); loadCheck(); };
   ctl(panel, "position").addEventListener("input", loadRotation);
-  for (const n of ["head_dim", "base"]) ctl(panel, n).addEventListener("input", () => { sel.pair = 0; loadAll(); });
+  for (const n of ["head_dim", "base"]) ctl(panel, n).addEventListener("input", () => { sel.pair = midPair(); loadAll(); });
   ctl(panel, "len").addEventListener("input", () => { loadAngles(); loadDecay(); });
   for (const n of ["m", "n", "s"]) ctl(panel, n).addEventListener("input", loadCheck);
   onResize(() => { loadAngles(); drawHands(); drawDecay(); });
@@ -631,7 +640,11 @@ function alibiPanel(panel) {
     maps.w0 = heatmap(fig(panel, "w0"), L, L, (r, c) => viridis(d.weights_without_bias[r * L + c] / wmax), over);
     maps.w1 = heatmap(fig(panel, "w1"), L, L, (r, c) => viridis(d.weights_with_bias[r * L + c] / wmax), over);
   };
-  for (const name of ["bias", "mask", "w0", "w1"]) pickable(fig(panel, name), () => maps[name], ({ row }) => { sel.query = row; draw(); });
+  const alibiValue = { bias: (d, i) => d.bias[i], mask: (d, i) => (d.mask[i] ? "visible" : "masked"), w0: (d, i) => fmt(d.weights_without_bias[i], 4), w1: (d, i) => fmt(d.weights_with_bias[i], 4) };
+  for (const name of ["bias", "mask", "w0", "w1"]) {
+    pickable(fig(panel, name), () => maps[name], ({ row }) => { sel.query = row; draw(); },
+      ({ row, col }) => { const d = panel._data; if (!d) return ""; const v = alibiValue[name](d, row * d.len + col); return `query ${row}, key ${col}: ${v === null ? "no bias (masked)" : typeof v === "number" ? fmt(v, 4) : v}`; });
+  }
   panel.querySelectorAll(".controls input").forEach(e => e.addEventListener("input", load));
   onResize(draw);
   load();
@@ -677,7 +690,8 @@ function relativePanel(panel) {
     const L = d.len;
     maps.shaw = heatmap(fig(panel, "shaw"), L, L, (r, c) => viridis(d.num_embeddings > 1 ? d.matrix[r * L + c] / (d.num_embeddings - 1) : 0));
   };
-  pickable(fig(panel, "t5mat"), () => maps.t5, ({ row, col }) => { sel.rel = col - row; drawT5(); });
+  pickable(fig(panel, "t5mat"), () => maps.t5, ({ row, col }) => { sel.rel = col - row; drawT5(); },
+    ({ row, col }) => { const d = panel._t5; return d && `query ${row}, key ${col} (k − q = ${col - row}): bucket ${d.matrix[row * d.len + col]}`; });
   for (const n of ["bidirectional", "num_buckets", "max_distance"]) ctl(panel, n).addEventListener("input", loadT5);
   ctl(panel, "clip").addEventListener("input", loadShaw);
   onResize(() => { drawT5(); drawShaw(); });
@@ -747,7 +761,13 @@ function longctxPanel(panel) {
     maps.after = heatmap(fig(panel, "after"), P, n, (r, c) => cyclic(d.angles_after[r * n + c]), over);
     for (const k of ["before", "after"]) xAxis(fig(panel, `${k}-axis`), 0, d.target_len, "position", [{ at: d.train_len, label: "train" }]);
   };
-  for (const k of ["before", "after"]) pickable(fig(panel, k), () => maps[k], ({ row }) => { sel.pair = row; draw(); });
+  for (const k of ["before", "after"]) {
+    pickable(fig(panel, k), () => maps[k], ({ row }) => { sel.pair = row; draw(); }, ({ row, col }) => {
+      const d = panel._data; if (!d) return "";
+      const a = (k === "before" ? d.angles_before : d.angles_after)[row * d.positions.length + col];
+      return `pair ${row}, position ${d.positions[col]}: angle ${fmt(a, 3)} rad (mod 2π); band ${d.bands[row]}`;
+    });
+  }
   panel.querySelectorAll(".controls select, .controls input").forEach(e => {
     if (e.name === "context") return;
     e.addEventListener("input", () => { load(); if (e.name === "head_dim" || e.name === "base") loadBound(); });
@@ -775,14 +795,29 @@ function longctxPanel(panel) {
 
 // ------------------------------------------------------------------ panel: real model
 
-/** Every 2-D numeric array in `obj`, with its key path. */
+const isMatrix = v => Array.isArray(v) && v.length > 0 && v.every(r => Array.isArray(r) && r.length > 0 && r.every(x => typeof x === "number" || x === null));
+const isLabelList = v => Array.isArray(v) && v.length > 0 && v.every(x => typeof x === "number" || typeof x === "string");
+
+/**
+ * Every 2-D numeric array in `obj`, with its key path. A sibling list whose length matches the
+ * rows (or columns) labels them (for example `lengths` and `depths` next to `accuracy`).
+ */
 function findMatrices(obj, path = "", out = []) {
   if (out.length >= 12 || obj === null || typeof obj !== "object") return out;
-  if (Array.isArray(obj) && obj.length > 0 && obj.every(r => Array.isArray(r) && r.length > 0 && r.every(v => typeof v === "number" || v === null))) {
-    out.push({ path: path || "(root)", rows: obj });
-    return out;
+  if (isMatrix(obj)) { out.push({ path: path || "(root)", rows: obj }); return out; }
+  const entries = Object.entries(obj);
+  for (const [k, v] of entries) {
+    const p = path ? `${path}.${k}` : k;
+    if (isMatrix(v) && !Array.isArray(obj)) {
+      const lists = entries.filter(([k2, v2]) => k2 !== k && isLabelList(v2));
+      const rowLab = lists.find(([, v2]) => v2.length === v.length);
+      const colLab = lists.find(([k2, v2]) => v2.length === v[0].length && (!rowLab || k2 !== rowLab[0]));
+      out.push({ path: p, rows: v, rowLabels: rowLab, colLabels: colLab });
+      if (out.length >= 12) return out;
+    } else {
+      findMatrices(v, p, out);
+    }
   }
-  for (const [k, v] of Object.entries(obj)) findMatrices(v, path ? `${path}.${k}` : k, out);
   return out;
 }
 
@@ -813,9 +848,19 @@ function modelPanel(panel) {
           f.append(cap, c); grid.appendChild(f);
           const vals = m.rows.flat().filter(v => typeof v === "number");
           const lo = Math.min(...vals), hi = Math.max(...vals);
-          const draw = () => heatmap(c, m.rows.length, m.rows[0].length, (r, k) => { const v = m.rows[r][k]; return typeof v === "number" ? viridis((v - lo) / Math.max(1e-12, hi - lo)) : NO_VALUE; });
+          const nr = m.rows.length, nc = Math.max(...m.rows.map(r => r.length));
+          const label = (ctx, text, x, y, align) => {
+            ctx.font = "11px system-ui"; ctx.textAlign = align; ctx.lineWidth = 3; ctx.strokeStyle = "rgba(255,255,255,0.85)";
+            ctx.strokeText(text, x, y); ctx.fillStyle = "#111"; ctx.fillText(text, x, y);
+          };
+          const draw = () => heatmap(c, nr, nc, (r, k) => { const v = m.rows[r][k]; return typeof v === "number" ? viridis((v - lo) / Math.max(1e-12, hi - lo)) : NO_VALUE; }, (ctx, g) => {
+            // Row and column labels from sibling lists, when there is room for them.
+            if (m.rowLabels && g.sy >= 12) m.rowLabels[1].forEach((t, r) => label(ctx, String(t), 4, g.y(r) + 4, "left"));
+            if (m.colLabels && g.sx >= 28) m.colLabels[1].forEach((t, k) => label(ctx, String(t), g.x(k), 12, "center"));
+          });
           draw(); onResize(draw);
-          cap.textContent += ` (range ${fmt(lo)} … ${fmt(hi)})`;
+          cap.textContent += ` (colour: ${fmt(lo)} … ${fmt(hi)}` +
+            (m.rowLabels ? `; rows: ${m.rowLabels[0]}` : "") + (m.colLabels ? `; columns: ${m.colLabels[0]}` : "") + ")";
         }
       } catch (e) {
         box.appendChild(document.createTextNode(`cannot load: ${e.message}`));
