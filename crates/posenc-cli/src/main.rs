@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod core_cmds;
 mod model_cmd;
 mod serve;
+mod tables;
 
 /// Command-line interface of posenc.
 #[derive(Parser)]
@@ -27,6 +28,13 @@ enum Command {
     Rope(core_cmds::RopeArgs),
     /// A practitioner's report on a config.json: scheme, per-pair wavelengths, bands, base bound, lint.
     Inspect(core_cmds::InspectArgs),
+    /// ALiBi slopes (and the bias matrix) for a number of heads.
+    Alibi(tables::AlibiArgs),
+    /// T5 relative-position buckets over a range of relative positions.
+    #[command(name = "t5-buckets")]
+    T5Buckets(tables::T5Args),
+    /// A sinusoidal position table.
+    Sinusoidal(tables::SinusoidalArgs),
     /// Run a real model (SmolLM2-135M) and position diagnostics on it.
     Model(model_cmd::ModelArgs),
     /// Serve the interactive explorer on 127.0.0.1.
@@ -39,6 +47,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Rope(args) => core_cmds::rope(args),
         Command::Inspect(args) => core_cmds::inspect(args),
+        Command::Alibi(args) => tables::alibi(args),
+        Command::T5Buckets(args) => tables::t5_buckets(args),
+        Command::Sinusoidal(args) => tables::sinusoidal(args),
         Command::Model(args) => model_cmd::run(args),
         Command::Serve(args) => serve::run(args),
     }
