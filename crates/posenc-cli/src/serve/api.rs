@@ -18,6 +18,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use posenc::attention::{self, AttentionOptions, HeadConfig, Mask, Scheme, SingleLayer};
 use posenc::diagnostics;
 use posenc::rope::{
     self, Llama3Params, LongRopeParams, Precision, RopeFrequencies, RopeLayout, RopeParams,
@@ -192,106 +193,93 @@ fn sample_positions(len: usize, width: usize) -> Vec<usize> {
 
 // ---------------------------------------------------------------- why position
 
-/// Toy single-head attention over two sentences, with or without a positional scheme.
+/// Toy single-head attention over two sentences, with or without a positional scheme: the
+/// library's reference attention layer (`posenc::attention::SingleLayer`) with seeded weights.
 fn why(p: &Params) -> ApiResult<Value> {
-    let scheme = p.choice(
+    let scheme_name = p.choice(
         "scheme",
         "none",
-        &["none", "sinusoidal", "learned", "rope", "alibi"],
+        &["none", "sinusoidal", "learned", "rope", "alibi", "t5"],
     )?;
     let a = p.text("a", "the dog bit the man", 200)?;
     let b = p.text("b", "the man bit the dog", 200)?;
     let seed = p.int("seed", 7, 0, i64::MAX)? as u64;
     p.finish()?;
     const DIM: usize = 8;
+    const MAX_WORDS: usize = 16;
     let ta: Vec<String> = a.split_whitespace().map(str::to_lowercase).collect();
     let tb: Vec<String> = b.split_whitespace().map(str::to_lowercase).collect();
-    if ta.is_empty() || tb.is_empty() || ta.len() > 16 || tb.len() > 16 {
+    if ta.is_empty() || tb.is_empty() || ta.len() > MAX_WORDS || tb.len() > MAX_WORDS {
         return Err(ApiError::bad("each sentence needs 1..=16 words"));
     }
     let mut vocab: Vec<String> = ta.iter().chain(&tb).cloned().collect();
     vocab.sort();
     vocab.dedup();
-    // Word embeddings and projection matrices are seeded random tables from the library.
+    // Word embeddings and projection matrices are seeded random tables.
     let emb = LearnedTable::random(vocab.len(), DIM, seed, 1.0)?;
-    let wq = LearnedTable::random(DIM, DIM, seed.wrapping_add(1), 0.5)?;
-    let wk = LearnedTable::random(DIM, DIM, seed.wrapping_add(2), 0.5)?;
-    let wv = LearnedTable::random(DIM, DIM, seed.wrapping_add(3), 0.5)?;
-    let pos_table = LearnedTable::random(16, DIM, seed.wrapping_add(4), 1.0)?;
-    let rope = RopeParams::new(10_000.0, DIM)?.frequencies(None, Precision::Exact)?;
-    let slope = alibi::slopes(8)?[0];
+    let weight = |k: u64| -> ApiResult<Vec<f32>> {
+        Ok(LearnedTable::random(DIM, DIM, seed.wrapping_add(k), 0.5)?
+            .data()
+            .to_vec())
+    };
+    let scheme = match scheme_name {
+        "sinusoidal" => Scheme::Sinusoidal {
+            layout: SinusoidalLayout::Interleaved,
+            base: 10_000.0,
+        },
+        "learned" => Scheme::Learned(LearnedTable::random(
+            MAX_WORDS,
+            DIM,
+            seed.wrapping_add(4),
+            1.0,
+        )?),
+        "rope" => Scheme::Rope {
+            freqs: RopeParams::new(10_000.0, DIM)?.frequencies(None, Precision::Exact)?,
+            layout: RopeLayout::HalfSplit,
+        },
+        "alibi" => Scheme::Alibi {
+            slopes: vec![alibi::slopes(8)?[0]],
+            symmetric: true,
+        },
+        "t5" => Scheme::T5 {
+            bias_table: LearnedTable::random(32, 1, seed.wrapping_add(5), 1.0)?
+                .data()
+                .to_vec(),
+            buckets: T5Buckets {
+                bidirectional: true,
+                num_buckets: 32,
+                max_distance: 128,
+            },
+        },
+        _ => Scheme::NoPe,
+    };
+    let layer = SingleLayer::new(
+        HeadConfig::mha(1, DIM)?,
+        DIM,
+        weight(1)?,
+        weight(2)?,
+        weight(3)?,
+        scheme,
+    )?;
+    let options = AttentionOptions {
+        scale: None,
+        return_weights: true,
+    };
 
     let run = |tokens: &[String]| -> ApiResult<Value> {
         let n = tokens.len();
-        let mut xs = Vec::with_capacity(n);
-        for (pos, t) in tokens.iter().enumerate() {
+        let mut hidden = Vec::with_capacity(n * DIM);
+        for t in tokens {
             let id = vocab
                 .binary_search(t)
                 .map_err(|_| ApiError::bad("token not in vocabulary"))?;
-            let mut x: Vec<f64> = emb.lookup(id as u64)?.iter().map(|&v| v as f64).collect();
-            match scheme {
-                "sinusoidal" => {
-                    let row =
-                        sinusoidal::row(pos as f64, DIM, 10_000.0, SinusoidalLayout::Interleaved)?;
-                    x.iter_mut().zip(row).for_each(|(a, r)| *a += r as f64);
-                }
-                "learned" => {
-                    let row = pos_table.lookup(pos as u64)?;
-                    x.iter_mut().zip(row).for_each(|(a, &r)| *a += r as f64);
-                }
-                _ => {}
-            }
-            xs.push(x);
+            hidden.extend_from_slice(emb.lookup(id as u64)?);
         }
-        let proj = |w: &LearnedTable, x: &[f64]| -> Vec<f32> {
-            (0..DIM)
-                .map(|o| {
-                    (0..DIM)
-                        .map(|i| w.data()[i * DIM + o] as f64 * x[i])
-                        .sum::<f64>() as f32
-                })
-                .collect()
-        };
-        let mut qs: Vec<Vec<f32>> = xs.iter().map(|x| proj(&wq, x)).collect();
-        let mut ks: Vec<Vec<f32>> = xs.iter().map(|x| proj(&wk, x)).collect();
-        let vs: Vec<Vec<f32>> = xs.iter().map(|x| proj(&wv, x)).collect();
-        if scheme == "rope" {
-            for (pos, (q, k)) in qs.iter_mut().zip(ks.iter_mut()).enumerate() {
-                let (cos, sin) = cos_sin(&rope, pos as u64)?;
-                rope::apply_rotary(q, &cos, &sin, RopeLayout::HalfSplit)?;
-                rope::apply_rotary(k, &cos, &sin, RopeLayout::HalfSplit)?;
-            }
-        }
-        let bias = if scheme == "alibi" {
-            alibi::bias(&[slope], n, n, 0, true)?
-        } else {
-            vec![0.0; n * n]
-        };
-        let scale = 1.0 / (DIM as f64).sqrt();
-        let mut weights = vec![vec![0f64; n]; n];
-        let mut outputs = vec![vec![0f64; DIM]; n];
-        for i in 0..n {
-            let scores: Vec<f64> = (0..n)
-                .map(|j| {
-                    qs[i]
-                        .iter()
-                        .zip(&ks[j])
-                        .map(|(&a, &b)| a as f64 * b as f64)
-                        .sum::<f64>()
-                        * scale
-                        + bias[i * n + j] as f64
-                })
-                .collect();
-            let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
-            let z: f64 = e.iter().sum();
-            for j in 0..n {
-                weights[i][j] = e[j] / z;
-                for d in 0..DIM {
-                    outputs[i][d] += weights[i][j] * vs[j][d] as f64;
-                }
-            }
-        }
+        let positions: Vec<u64> = (0..n as u64).collect();
+        let out = layer.forward(&hidden, &positions, &Mask::none(), &options)?;
+        let w = out.weights.unwrap_or_default();
+        let weights: Vec<&[f32]> = w.chunks(n.max(1)).collect();
+        let outputs: Vec<&[f32]> = out.output.chunks(DIM).collect();
         Ok(json!({ "tokens": tokens, "weights": weights, "outputs": outputs }))
     };
     let ra = run(&ta)?;
@@ -325,7 +313,7 @@ fn why(p: &Params) -> ApiResult<Value> {
         max_diff = diffs.into_iter().reduce(f64::max);
     }
     Ok(json!({
-        "scheme": scheme,
+        "scheme": scheme_name,
         "dim": DIM,
         "a": ra,
         "b": rb,
@@ -675,50 +663,57 @@ fn alibi(p: &Params) -> ApiResult<Value> {
     }
     let slopes = alibi::slopes(heads)?;
     let slope = slopes[head];
-    // Causal models use slope * (k - q) on the visible keys; bidirectional use -slope * |k - q|.
     let bias = alibi::bias(&[slope], len, len, 0, !causal)?;
-    let mask: Vec<bool> = (0..len * len)
-        .map(|i| !causal || i % len <= i / len)
-        .collect();
-    // Toy content scores: seeded random q·k.
-    let qk = LearnedTable::random(len, len, seed, 1.0)?;
-    let softmax = |add_bias: bool| -> Vec<f64> {
-        let mut out = vec![0f64; len * len];
-        for q in 0..len {
-            let row: Vec<Option<f64>> = (0..len)
-                .map(|k| {
-                    mask[q * len + k].then(|| {
-                        qk.data()[q * len + k] as f64
-                            + if add_bias {
-                                bias[q * len + k] as f64
-                            } else {
-                                0.0
-                            }
-                    })
-                })
-                .collect();
-            let m = row
-                .iter()
-                .flatten()
-                .cloned()
-                .fold(f64::NEG_INFINITY, f64::max);
-            let z: f64 = row.iter().flatten().map(|s| (s - m).exp()).sum();
-            for k in 0..len {
-                out[q * len + k] = row[k].map(|s| (s - m).exp() / z).unwrap_or(0.0);
-            }
-        }
-        out
+    let mask = if causal {
+        Mask::causal_by_position()
+    } else {
+        Mask::none()
     };
+    let positions: Vec<u64> = (0..len as u64).collect();
+    let visible: Vec<bool> = (0..len * len)
+        .map(|i| {
+            mask.allows(
+                i / len,
+                i % len,
+                len,
+                len,
+                positions[i / len],
+                positions[i % len],
+            )
+        })
+        .collect();
+    // Toy content: seeded random q, k, v for one head; the library's reference attention with
+    // and without the selected head's ALiBi bias.
+    const HEAD_DIM: usize = 16;
+    let qkv = LearnedTable::random(3 * len, HEAD_DIM, seed, 1.0)?;
+    let part = |i: usize| qkv.data()[i * len * HEAD_DIM..(i + 1) * len * HEAD_DIM].to_vec();
+    let (q, k, v) = (part(0), part(1), part(2));
+    let one_head = HeadConfig::mha(1, HEAD_DIM)?;
+    let options = AttentionOptions {
+        scale: None,
+        return_weights: true,
+    };
+    let weights = |scheme: &Scheme| -> ApiResult<Vec<f32>> {
+        let out = attention::attention(
+            &one_head, &q, &k, &v, &positions, &positions, scheme, &mask, &options,
+        )?;
+        Ok(out.weights.unwrap_or_default())
+    };
+    let without = weights(&Scheme::NoPe)?;
+    let with = weights(&Scheme::Alibi {
+        slopes: vec![slope],
+        symmetric: !causal,
+    })?;
     // Bias shown only where the mask lets a key through; masked entries are the mask's job.
     let bias_shown: Vec<Option<f32>> = bias
         .iter()
-        .zip(&mask)
+        .zip(&visible)
         .map(|(&b, &m)| m.then_some(b))
         .collect();
     Ok(json!({
         "heads": heads, "head": head, "len": len, "causal": causal, "slopes": slopes,
-        "bias": bias_shown, "mask": mask,
-        "weights_without_bias": softmax(false), "weights_with_bias": softmax(true),
+        "bias": bias_shown, "mask": visible,
+        "weights_without_bias": without, "weights_with_bias": with,
         "value_layout": "row-major [query][key]",
     }))
 }

@@ -282,7 +282,8 @@ async fn alibi_slopes_bias_and_mask() {
         let w = floats(&v[key]);
         for q in 0..6 {
             let row = &w[q * 6..q * 6 + 6];
-            assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+            // Weights are stored as f32 (each rounded by at most 2^-24 relative).
+            assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-6);
             assert!(row[q + 1..].iter().all(|&x| x == 0.0));
         }
     }
@@ -431,7 +432,7 @@ async fn why_position_permutation() {
         "without position the outputs are a permutation: {}",
         v["max_abs_diff"]
     );
-    for scheme in ["sinusoidal", "learned", "rope", "alibi"] {
+    for scheme in ["sinusoidal", "learned", "rope", "alibi", "t5"] {
         let (s, v) = get(&format!("/api/why?scheme={scheme}")).await;
         assert_eq!(s, StatusCode::OK);
         assert_eq!(
