@@ -629,7 +629,7 @@ function alibiPanel(panel) {
     role(panel, "head-label").textContent = `head ${d.head}: slope ${fmt(d.slopes[d.head], 5)}`;
     plot(fig(panel, "slopes"), {
       series: [{ x: d.slopes.map((_, h) => h), y: d.slopes, kind: "bars", colours: d.slopes.map((_, h) => h === d.head ? "#d6336c" : "#1c5fb8"), titles: d.slopes.map((s, h) => `head ${h}: slope ${s}`) }],
-      ymin: 0, xmin: -0.6, xmax: d.slopes.length - 0.4, xlabel: "head", ylabel: "slope",
+      ymin: 0, ymax: Math.max(...d.slopes) * 1.08, xmin: -0.6, xmax: d.slopes.length - 0.4, xlabel: "head", ylabel: "slope",
       onPick: x => { sel.head = Math.max(0, Math.min(d.heads - 1, Math.round(x))); load(); },
     });
     const minBias = Math.min(-1e-9, ...d.bias.filter(b => b !== null));
