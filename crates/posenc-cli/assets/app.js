@@ -465,9 +465,11 @@ function learnedPanel(panel) {
     if (!fresh()) return;
     panel._data = d; draw();
   });
-  const drawOne = (name, t, len, dim) => {
+  // Position `pos` of the original table sits at the same relative place in a table of `rows` rows.
+  const scaledPos = (d, rows, pos) => Math.round(pos * (rows - 1) / Math.max(1, d.table.max_positions - 1));
+  const drawOne = (name, t, len, dim, pos) => {
     const n = t.positions.length;
-    const col = nearestColumn(t.positions, sel.position);
+    const col = nearestColumn(t.positions, pos);
     const edge = nearestColumn(t.positions, t.max_positions);
     maps[name] = heatmap(fig(panel, name), dim, n, (r, c) => { const row = t.rows[c]; return row ? diverging(row[r], 2.5) : NO_VALUE; }, (ctx, g) => {
       vline(ctx, edge * g.sx, g.h, "#d6336c", [6, 4]);
@@ -479,8 +481,8 @@ function learnedPanel(panel) {
   };
   const draw = () => {
     const d = panel._data; if (!d) return;
-    drawOne("orig", d.table, d.len, d.dim);
-    if (d.resized) drawOne("resized", d.resized, d.len, d.dim);
+    drawOne("orig", d.table, d.len, d.dim, sel.position);
+    if (d.resized) drawOne("resized", d.resized, d.len, d.dim, scaledPos(d, d.resized.max_positions, sel.position));
     const rowAt = (t, pos) => { const c = nearestColumn(t.positions, pos); return t.rows[c]; };
     const x = [...Array(d.dim).keys()];
     const series = [];
@@ -490,7 +492,7 @@ function learnedPanel(panel) {
     if (!r0) cap += "no row in the original table (past the training length). ";
     if (d.resized) {
       // The same relative place in the resized table.
-      const scaled = Math.round(sel.position * (d.resized.max_positions - 1) / Math.max(1, d.table.max_positions - 1));
+      const scaled = scaledPos(d, d.resized.max_positions, sel.position);
       const r1 = rowAt(d.resized, scaled);
       if (r1) series.push({ x, y: r1, colour: "#d6336c", label: `resized row ${scaled}`, kind: "dots" });
       cap += `resized row ${scaled} sits at the same relative place.`;
