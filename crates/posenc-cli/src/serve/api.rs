@@ -1,7 +1,7 @@
 //! JSON endpoints of the explorer, one per computation (listed in `assets/API.md`).
 //!
-//! Each handler reads validated [`Params`], computes through [`super::math`] (the posenc
-//! library) on a blocking thread, and answers JSON. Heatmaps over long position ranges are
+//! Each handler reads validated [`Params`], computes with the posenc library on a blocking
+//! thread (at most two per CPU core at once), and answers JSON. Heatmaps over long position ranges are
 //! sampled to at most `width` columns (one per pixel column of the canvas) so the response size
 //! is bounded by `width x rows`, not by the sequence length.
 
