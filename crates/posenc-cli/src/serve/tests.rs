@@ -102,6 +102,28 @@ async fn unknown_route_and_method_are_json() {
 }
 
 #[tokio::test]
+async fn every_documented_get_endpoint_answers_its_defaults() {
+    // API.md lists endpoints as "| `GET /api/...` |"; each must exist and accept no parameters.
+    let api_md = include_str!("../../assets/API.md");
+    let mut seen = 0;
+    for line in api_md.lines() {
+        let Some(rest) = line.strip_prefix("| `GET ") else {
+            continue;
+        };
+        let Some(path) = rest.split('`').next() else {
+            continue;
+        };
+        if path.contains('{') {
+            continue; // templated (results files): covered by the results tests
+        }
+        let (s, v) = get(path).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {v}");
+        seen += 1;
+    }
+    assert!(seen >= 14, "only {seen} GET endpoints found in API.md");
+}
+
+#[tokio::test]
 async fn sinusoidal_table_matches_its_formula_and_samples_columns() {
     let (s, v) =
         get("/api/sinusoidal/table?len=4096&dim=16&base=10000&layout=interleaved&width=256").await;
