@@ -660,7 +660,7 @@ function relativePanel(panel) {
   const sel = { rel: null };
   const maps = {};
   const loadT5 = () => run("t5", async fresh => {
-    const d = await api("relative/t5", { bidirectional: ctl(panel, "bidirectional").checked, num_buckets: ctl(panel, "num_buckets").value, max_distance: ctl(panel, "max_distance").value, span: 1200, len: 64 });
+    const d = await api("relative/t5", { bidirectional: ctl(panel, "bidirectional").checked, num_buckets: ctl(panel, "num_buckets").value, max_distance: ctl(panel, "max_distance").value, span: Math.min(4096, Math.max(64, 2 * Number(ctl(panel, "max_distance").value))), len: 64 });
     if (!fresh()) return;
     panel._t5 = d; drawT5();
   });
