@@ -1,10 +1,150 @@
-//! `posenc serve`: the web explorer (owned by the explorer work).
+//! `posenc serve`: the web explorer.
+//!
+//! One page (embedded in the binary from `assets/`) and a JSON API under `/api/` whose every
+//! number comes from the posenc library ([`api`] lists the endpoints; `assets/API.md` documents
+//! them). The server listens on 127.0.0.1 by default, logs one line per request to stderr and
+//! stops cleanly on Ctrl-C.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+pub mod api;
+mod inspect;
+pub mod params;
+pub mod reply;
+#[cfg(test)]
+mod tests;
 
 /// Arguments of `posenc serve`.
-#[derive(clap::Args)]
-pub struct ServeArgs {}
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// TCP port to listen on (0 picks a free one and prints it).
+    #[arg(long, default_value_t = 7878)]
+    pub port: u16,
+    /// Address to bind; loopback by default. Binding elsewhere exposes the server to the network.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+    /// Open the page in the default browser once the server listens.
+    #[arg(long)]
+    pub open: bool,
+    /// Directory holding `posenc model` JSON results (passkey.json, attention-stats.json).
+    #[arg(long, default_value = "posenc-results")]
+    pub results: PathBuf,
+}
 
-/// Runs `posenc serve`.
-pub fn run(_args: ServeArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("`posenc serve` is not available in this build yet")
+const INDEX_HTML: &str = include_str!("../assets/index.html");
+const APP_JS: &str = include_str!("../assets/app.js");
+const STYLE_CSS: &str = include_str!("../assets/style.css");
+const API_MD: &str = include_str!("../assets/API.md");
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        body,
+    )
+        .into_response()
+}
+
+/// The whole application: page, assets, API, request log.
+pub fn app(state: api::AppState) -> Router {
+    Router::new()
+        .route(
+            "/",
+            get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }),
+        )
+        .route(
+            "/app.js",
+            get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
+        )
+        .route(
+            "/style.css",
+            get(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }),
+        )
+        .route(
+            "/API.md",
+            get(|| async { asset("text/markdown; charset=utf-8", API_MD) }),
+        )
+        .merge(api::router(Arc::new(state)))
+        .layer(middleware::from_fn(log_request))
+}
+
+/// Logs `METHOD path status duration` to stderr.
+async fn log_request(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    // POSENC_QUIET=1 keeps only errors (for load tests).
+    if status != StatusCode::OK || std::env::var_os("POSENC_QUIET").is_none() {
+        eprintln!(
+            "{method} {uri} {} {:.1} ms",
+            status.as_u16(),
+            start.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    resp
+}
+
+/// Runs `posenc serve` until Ctrl-C.
+pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
+    let addr = SocketAddr::new(args.bind, args.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr().context("reading the bound address")?;
+    let url = format!("http://{local}/");
+    eprintln!(
+        "posenc explorer listening on {url} (results dir: {}); Ctrl-C to stop",
+        args.results.display()
+    );
+    if args.open {
+        open_browser(&url);
+    }
+    let app = app(api::AppState {
+        results_dir: args.results,
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            // If the signal handler cannot be installed, run until killed.
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            eprintln!("posenc explorer: shutting down");
+        })
+        .await
+        .context("serving")?;
+    Ok(0)
+}
+
+/// Best effort: asks the desktop to open `url`; prints it when that fails.
+fn open_browser(url: &str) {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else if cfg!(target_os = "windows") {
+        "explorer"
+    } else {
+        "xdg-open"
+    };
+    if std::process::Command::new(opener).arg(url).spawn().is_err() {
+        eprintln!("could not start {opener}; open {url} yourself");
+    }
 }

@@ -1,0 +1,952 @@
+//! JSON endpoints of the explorer, one per computation (listed in `assets/API.md`).
+//!
+//! Each handler reads validated [`Params`], computes with the posenc library on a blocking
+//! thread (at most two per CPU core at once), and answers JSON. Heatmaps over long position ranges are
+//! sampled to at most `width` columns (one per pixel column of the canvas) so the response size
+//! is bounded by `width x rows`, not by the sequence length.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use posenc::attention::{self, AttentionOptions, HeadConfig, Mask, Scheme, SingleLayer};
+use posenc::diagnostics;
+use posenc::rope::{
+    self, Llama3Params, LongRopeParams, Precision, RopeFrequencies, RopeLayout, RopeParams,
+    RopeScaling, YarnParams,
+};
+
+use super::params::{check_product, ApiError, ApiResult, Params};
+use super::reply::Reply;
+use posenc::alibi;
+use posenc::learned::LearnedTable;
+use posenc::relative::{self, T5Buckets};
+use posenc::sinusoidal::{self, SinusoidalLayout};
+
+/// Largest sequence length of a table (`len`).
+pub const MAX_LEN: usize = 131_072;
+/// Largest position range sampled for RoPE angle maps (only `width` columns are computed).
+pub const MAX_LONG_LEN: usize = 1 << 20;
+/// Largest `len * dim` of a table.
+pub const MAX_CELLS: usize = 4_000_000;
+/// Largest model / head dimension.
+pub const MAX_DIM: usize = 4096;
+/// Largest number of sampled columns in a heatmap answer.
+pub const MAX_WIDTH: usize = 2048;
+/// Largest number of heads.
+pub const MAX_HEADS: usize = 128;
+/// Largest side of a square matrix answer (bias, buckets, attention).
+pub const MAX_MATRIX: usize = 512;
+/// Largest context for the base lower bound (its search is O(context * pairs)).
+pub const MAX_BOUND_CONTEXT: usize = 131_072;
+/// Largest `config.json` accepted by the inspector, in bytes.
+pub const MAX_CONFIG_BYTES: usize = 256 * 1024;
+
+/// Shared state of the handlers.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Directory with `posenc model` JSON results.
+    pub results_dir: PathBuf,
+}
+
+/// The API router (`/api/...`) with JSON 404 / 405 fallbacks.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/api/health", get(health))
+        .route("/api/why", get(|p: Params| blocking(move || why(&p))))
+        .route(
+            "/api/sinusoidal/table",
+            get(|p: Params| blocking(move || sinusoidal_table(&p))),
+        )
+        .route(
+            "/api/sinusoidal/row",
+            get(|p: Params| blocking(move || sinusoidal_row(&p))),
+        )
+        .route(
+            "/api/learned/table",
+            get(|p: Params| blocking(move || learned_table(&p))),
+        )
+        .route(
+            "/api/rope/frequencies",
+            get(|p: Params| blocking(move || rope_frequencies(&p))),
+        )
+        .route(
+            "/api/rope/rotation",
+            get(|p: Params| blocking(move || rope_rotation(&p))),
+        )
+        .route(
+            "/api/rope/angles",
+            get(|p: Params| blocking(move || rope_angles(&p))),
+        )
+        .route(
+            "/api/rope/decay",
+            get(|p: Params| blocking(move || rope_decay(&p))),
+        )
+        .route(
+            "/api/rope/relative_check",
+            get(|p: Params| blocking(move || rope_relative_check(&p))),
+        )
+        .route("/api/alibi", get(|p: Params| blocking(move || alibi(&p))))
+        .route(
+            "/api/relative/t5",
+            get(|p: Params| blocking(move || relative_t5(&p))),
+        )
+        .route(
+            "/api/relative/shaw",
+            get(|p: Params| blocking(move || relative_shaw(&p))),
+        )
+        .route(
+            "/api/longctx",
+            get(|p: Params| blocking(move || longctx(&p))),
+        )
+        .route(
+            "/api/longctx/base_bound",
+            get(|p: Params| blocking(move || base_bound(&p))),
+        )
+        .route("/api/config/inspect", post(config_inspect))
+        .route("/api/results", get(results_index))
+        .route("/api/results/{name}", get(results_file))
+        .route("/api/learn", get(learn_reserved))
+        .route(
+            "/api/learn/{*rest}",
+            get(learn_reserved).post(learn_reserved),
+        )
+        .method_not_allowed_fallback(|| async {
+            ApiError {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                message: "method not allowed on this route".into(),
+            }
+        })
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// JSON 404 for unknown routes.
+pub async fn not_found() -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        message: "no such route; see API.md for the list".into(),
+    }
+}
+
+/// At most this many computations run at once (others wait their turn), so the memory in use is
+/// bounded by this times the per-request caps, whatever the number of clients.
+fn compute_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        tokio::sync::Semaphore::new(2 * cpus)
+    })
+}
+
+/// Runs a computation on the blocking pool and turns it into a response.
+async fn blocking<R: Into<Reply>>(f: impl FnOnce() -> ApiResult<R> + Send + 'static) -> Response {
+    let Ok(_permit) = compute_slots().acquire().await else {
+        return ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: "shutting down".into(),
+        }
+        .into_response();
+    };
+    // Serialising runs on the blocking thread too: large answers stay off the async workers.
+    match tokio::task::spawn_blocking(move || f().and_then(|r| r.into().into_bytes())).await {
+        Ok(Ok(bytes)) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Ok(Err(e)) => e.into_response(),
+        Err(_) => ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: "computation failed".into(),
+        }
+        .into_response(),
+    }
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({ "ok": true, "name": "posenc", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+async fn learn_reserved() -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_IMPLEMENTED,
+        message: "the learning path (/api/learn/) is reserved and not implemented yet".into(),
+    }
+}
+
+/// Positions sampled for `width` columns over `0..len`: all of them when `len <= width`.
+fn sample_positions(len: usize, width: usize) -> Vec<usize> {
+    if len <= width {
+        (0..len).collect()
+    } else {
+        (0..width).map(|c| c * len / width).collect()
+    }
+}
+
+// ---------------------------------------------------------------- why position
+
+/// Toy single-head attention over two sentences, with or without a positional scheme: the
+/// library's reference attention layer (`posenc::attention::SingleLayer`) with seeded weights.
+fn why(p: &Params) -> ApiResult<Value> {
+    let scheme_name = p.choice(
+        "scheme",
+        "none",
+        &["none", "sinusoidal", "learned", "rope", "alibi", "t5"],
+    )?;
+    let a = p.text("a", "the dog bit the man", 200)?;
+    let b = p.text("b", "the man bit the dog", 200)?;
+    let seed = p.int("seed", 7, 0, i64::MAX)? as u64;
+    p.finish()?;
+    const DIM: usize = 8;
+    const MAX_WORDS: usize = 16;
+    let ta: Vec<String> = a.split_whitespace().map(str::to_lowercase).collect();
+    let tb: Vec<String> = b.split_whitespace().map(str::to_lowercase).collect();
+    if ta.is_empty() || tb.is_empty() || ta.len() > MAX_WORDS || tb.len() > MAX_WORDS {
+        return Err(ApiError::bad("each sentence needs 1..=16 words"));
+    }
+    let mut vocab: Vec<String> = ta.iter().chain(&tb).cloned().collect();
+    vocab.sort();
+    vocab.dedup();
+    // Word embeddings and projection matrices are seeded random tables.
+    let emb = LearnedTable::random(vocab.len(), DIM, seed, 1.0)?;
+    let weight = |k: u64| -> ApiResult<Vec<f32>> {
+        Ok(LearnedTable::random(DIM, DIM, seed.wrapping_add(k), 0.5)?
+            .data()
+            .to_vec())
+    };
+    let scheme = match scheme_name {
+        "sinusoidal" => Scheme::Sinusoidal {
+            layout: SinusoidalLayout::Interleaved,
+            base: 10_000.0,
+        },
+        "learned" => Scheme::Learned(LearnedTable::random(
+            MAX_WORDS,
+            DIM,
+            seed.wrapping_add(4),
+            1.0,
+        )?),
+        "rope" => Scheme::Rope {
+            freqs: RopeParams::new(10_000.0, DIM)?.frequencies(None, Precision::Exact)?,
+            layout: RopeLayout::HalfSplit,
+        },
+        "alibi" => Scheme::Alibi {
+            slopes: vec![alibi::slopes(8)?[0]],
+            symmetric: true,
+        },
+        "t5" => Scheme::T5 {
+            bias_table: LearnedTable::random(32, 1, seed.wrapping_add(5), 1.0)?
+                .data()
+                .to_vec(),
+            buckets: T5Buckets {
+                bidirectional: true,
+                num_buckets: 32,
+                max_distance: 128,
+            },
+        },
+        _ => Scheme::NoPe,
+    };
+    let layer = SingleLayer::new(
+        HeadConfig::mha(1, DIM)?,
+        DIM,
+        weight(1)?,
+        weight(2)?,
+        weight(3)?,
+        scheme,
+    )?;
+    let options = AttentionOptions {
+        scale: None,
+        return_weights: true,
+    };
+
+    let run = |tokens: &[String]| -> ApiResult<Value> {
+        let n = tokens.len();
+        let mut hidden = Vec::with_capacity(n * DIM);
+        for t in tokens {
+            let id = vocab
+                .binary_search(t)
+                .map_err(|_| ApiError::bad("token not in vocabulary"))?;
+            hidden.extend_from_slice(emb.lookup(id as u64)?);
+        }
+        let positions: Vec<u64> = (0..n as u64).collect();
+        let out = layer.forward(&hidden, &positions, &Mask::none(), &options)?;
+        let w = out.weights.unwrap_or_default();
+        let weights: Vec<&[f32]> = w.chunks(n.max(1)).collect();
+        let outputs: Vec<&[f32]> = out.output.chunks(DIM).collect();
+        Ok(json!({ "tokens": tokens, "weights": weights, "outputs": outputs }))
+    };
+    let ra = run(&ta)?;
+    let rb = run(&tb)?;
+    // Match each token of A to the same word (same occurrence) in B.
+    let mut matches = Vec::new();
+    let mut max_diff: Option<f64> = None;
+    let mut sorted_a = ta.clone();
+    let mut sorted_b = tb.clone();
+    sorted_a.sort();
+    sorted_b.sort();
+    if sorted_a == sorted_b {
+        let mut diffs = Vec::new();
+        for (i, t) in ta.iter().enumerate() {
+            let occ = ta[..i].iter().filter(|x| *x == t).count();
+            let j = tb
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| *x == t)
+                .nth(occ)
+                .map(|(j, _)| j)
+                .unwrap_or(0);
+            let oa = &ra["outputs"][i];
+            let ob = &rb["outputs"][j];
+            let d = (0..DIM)
+                .map(|k| (oa[k].as_f64().unwrap_or(0.0) - ob[k].as_f64().unwrap_or(0.0)).abs())
+                .fold(0.0, f64::max);
+            diffs.push(d);
+            matches.push(json!({ "a": i, "b": j, "max_abs_diff": d }));
+        }
+        max_diff = diffs.into_iter().reduce(f64::max);
+    }
+    Ok(json!({
+        "scheme": scheme_name,
+        "dim": DIM,
+        "a": ra,
+        "b": rb,
+        "same_words": sorted_a == sorted_b,
+        "matches": matches,
+        "max_abs_diff": max_diff,
+        "is_permutation": max_diff.map(|d| d < 1e-9),
+    }))
+}
+
+// ---------------------------------------------------------------- sinusoidal
+
+fn sin_layout(p: &Params) -> ApiResult<SinusoidalLayout> {
+    Ok(
+        match p.choice(
+            "layout",
+            "interleaved",
+            &["interleaved", "concat", "fairseq"],
+        )? {
+            "concat" => SinusoidalLayout::Concat,
+            "fairseq" => SinusoidalLayout::Fairseq,
+            _ => SinusoidalLayout::Interleaved,
+        },
+    )
+}
+
+fn sinusoidal_table(p: &Params) -> ApiResult<Reply> {
+    let len = p.usize("len", 256, 1, MAX_LEN)?;
+    let dim = p.usize("dim", 64, 2, MAX_DIM)?;
+    let base = p.float("base", 10_000.0, 1.0001, 1e12)?;
+    let layout = sin_layout(p)?;
+    let width = p.usize("width", 512, 1, MAX_WIDTH)?;
+    let start = p.usize("start", 0, 0, MAX_LEN)?;
+    p.finish()?;
+    check_product("len * dim", len, dim, MAX_CELLS)?;
+    let positions: Vec<usize> = sample_positions(len, width)
+        .into_iter()
+        .map(|p| p + start)
+        .collect();
+    let mut values = Vec::with_capacity(positions.len() * dim);
+    for &pos in &positions {
+        values.extend(sinusoidal::row(pos as f64, dim, base, layout)?);
+    }
+    Reply::from(json!({
+        "len": len, "dim": dim, "base": base, "layout": layout,
+        "start": start,
+        "positions": positions,
+        "wavelengths": sinusoidal::frequencies(dim, base, layout)?
+            .iter()
+            .map(|w| std::f64::consts::TAU / w)
+            .collect::<Vec<_>>(),
+        "value_layout": "row-major [positions.len()][dim]",
+    }))
+    .with("values", &values)
+}
+
+fn sinusoidal_row(p: &Params) -> ApiResult<Value> {
+    let position = p.float("position", 0.0, 0.0, 1e9)?;
+    let dim = p.usize("dim", 64, 2, MAX_DIM)?;
+    let base = p.float("base", 10_000.0, 1.0001, 1e12)?;
+    let layout = sin_layout(p)?;
+    p.finish()?;
+    let values = sinusoidal::row(position, dim, base, layout)?;
+    let half = dim / 2;
+    // Which frequency and function each dimension holds, for labelling.
+    let (pair, func): (Vec<usize>, Vec<&str>) = (0..dim)
+        .map(|d| match layout {
+            SinusoidalLayout::Interleaved => (d / 2, if d % 2 == 0 { "sin" } else { "cos" }),
+            // [sin | cos] halves; an odd fairseq dim ends with a zero pad column.
+            SinusoidalLayout::Concat | SinusoidalLayout::Fairseq => {
+                if d < half {
+                    (d, "sin")
+                } else if d < 2 * half {
+                    (d - half, "cos")
+                } else {
+                    (half, "pad")
+                }
+            }
+        })
+        .unzip();
+    Ok(
+        json!({ "position": position, "dim": dim, "base": base, "layout": layout, "values": values, "pair": pair, "function": func }),
+    )
+}
+
+// ---------------------------------------------------------------- learned
+
+fn learned_table(p: &Params) -> ApiResult<Value> {
+    let max_positions = p.usize("max_positions", 64, 1, MAX_LEN)?;
+    let dim = p.usize("dim", 32, 1, MAX_DIM)?;
+    let seed = p.int("seed", 0, 0, i64::MAX)? as u64;
+    let std = p.float("std", 0.02, 1e-6, 10.0)?;
+    let len = p.usize("len", 2 * max_positions, 1, 4 * MAX_LEN)?;
+    let resize_to = p.usize("resize_to", 0, 0, MAX_LEN)?;
+    let width = p.usize("width", 512, 1, MAX_WIDTH)?;
+    p.finish()?;
+    check_product("max_positions * dim", max_positions, dim, MAX_CELLS)?;
+    check_product("resize_to * dim", resize_to, dim, MAX_CELLS)?;
+    let table = LearnedTable::random(max_positions, dim, seed, std as f32)?;
+    let view = |t: &LearnedTable| -> Value {
+        let positions = sample_positions(len, width);
+        let rows: Vec<Option<Vec<f32>>> = positions
+            .iter()
+            .map(|&pos| t.lookup(pos as u64).ok().map(|r| r.to_vec()))
+            .collect();
+        json!({ "max_positions": t.max_positions(), "positions": positions, "rows": rows })
+    };
+    let resized = if resize_to > 0 {
+        Some(view(&table.resize(resize_to)?))
+    } else {
+        None
+    };
+    Ok(json!({
+        "dim": dim, "seed": seed, "std": std, "len": len,
+        "parameter_count": max_positions * dim,
+        "table": view(&table),
+        "resized": resized,
+    }))
+}
+
+// ---------------------------------------------------------------- rope
+
+/// Reads a RoPE setup (`head_dim`, `base`, `scaling` and its parameters) into library params.
+/// `original_max` is the training length; `max_position_embeddings` is set to
+/// `original_max * factor` for the scalings that extend the context (as configs do).
+fn rope_setup(p: &Params) -> ApiResult<RopeParams> {
+    let head_dim = p.usize("head_dim", 64, 2, 1024)?;
+    if !head_dim.is_multiple_of(2) {
+        return Err(ApiError::bad(format!(
+            "`head_dim` must be even, got {head_dim}"
+        )));
+    }
+    let base = p.float("base", 10_000.0, 1.0001, 1e12)?;
+    let kind = p.choice(
+        "scaling",
+        "default",
+        &[
+            "default", "linear", "ntk", "dynamic", "yarn", "llama3", "longrope",
+        ],
+    )?;
+    let factor = p.float("factor", 4.0, 1.0, 1024.0)?;
+    let original_max = p.usize("original_max", 4096, 1, MAX_LONG_LEN)?;
+    let scaling = match kind {
+        "linear" => RopeScaling::Linear { factor },
+        "ntk" => RopeScaling::Ntk { factor },
+        "dynamic" => RopeScaling::Dynamic { factor },
+        "yarn" => {
+            let mut y = YarnParams::new(factor, original_max);
+            y.beta_fast = p.float("beta_fast", 32.0, 1e-3, 1e4)?;
+            y.beta_slow = p.float("beta_slow", 1.0, 1e-3, 1e4)?;
+            RopeScaling::Yarn(y)
+        }
+        "llama3" => RopeScaling::Llama3(Llama3Params {
+            factor,
+            low_freq_factor: p.float("low_freq_factor", 1.0, 1e-3, 1e4)?,
+            high_freq_factor: p.float("high_freq_factor", 4.0, 1e-3, 1e4)?,
+            original_max_position_embeddings: original_max,
+        }),
+        "longrope" => {
+            let half = head_dim / 2;
+            // Without explicit lists: short factors 1, long factors rising geometrically from 1
+            // to `factor` (an illustration; real lists come from a config).
+            let long = p
+                .float_list("long_factor", 512, 1e-3, 1e6)?
+                .unwrap_or_else(|| {
+                    (0..half)
+                        .map(|i| factor.powf(i as f64 / (half.max(2) - 1) as f64))
+                        .collect()
+                });
+            let short = p
+                .float_list("short_factor", 512, 1e-3, 1e6)?
+                .unwrap_or_else(|| vec![1.0; half]);
+            RopeScaling::LongRope(LongRopeParams {
+                short_factor: short,
+                long_factor: long,
+                factor: Some(factor),
+                attention_factor: None,
+                original_max_position_embeddings: original_max,
+            })
+        }
+        _ => RopeScaling::Default,
+    };
+    // Dynamic NTK reads the training length from max_position_embeddings (HF convention).
+    let max_position_embeddings = match kind {
+        "default" | "linear" | "ntk" | "dynamic" => original_max,
+        _ => ((original_max as f64) * factor).round().min(1e12) as usize,
+    };
+    Ok(RopeParams {
+        base,
+        head_dim,
+        rotary_dim: head_dim,
+        max_position_embeddings,
+        scaling,
+    })
+}
+
+/// Training length of a setup read by [`rope_setup`].
+fn training_length(params: &RopeParams) -> usize {
+    match &params.scaling {
+        RopeScaling::Yarn(y) => y.original_max_position_embeddings,
+        RopeScaling::Llama3(l) => l.original_max_position_embeddings,
+        RopeScaling::LongRope(l) => l.original_max_position_embeddings,
+        _ => params.max_position_embeddings,
+    }
+}
+
+/// One half-width cos/sin row at `position` (attention factor applied).
+fn cos_sin(freqs: &RopeFrequencies, position: u64) -> ApiResult<(Vec<f32>, Vec<f32>)> {
+    let mut cos = vec![0f32; freqs.pairs()];
+    let mut sin = vec![0f32; freqs.pairs()];
+    rope::cos_sin_row(freqs, position, &mut cos, &mut sin)?;
+    Ok((cos, sin))
+}
+
+/// One half-width pure rotation row for a signed offset (no attention factor).
+fn rotation(freqs: &RopeFrequencies, delta: i64) -> ApiResult<(Vec<f32>, Vec<f32>)> {
+    let mut cos = vec![0f32; freqs.pairs()];
+    let mut sin = vec![0f32; freqs.pairs()];
+    rope::rotation_row(freqs, delta, &mut cos, &mut sin)?;
+    Ok((cos, sin))
+}
+
+fn freqs_json(f: &RopeFrequencies) -> Value {
+    json!({ "inv_freq": f.inv_freq, "wavelength": f.wavelengths(), "attention_factor": f.attention_factor })
+}
+
+fn rope_frequencies(p: &Params) -> ApiResult<Value> {
+    let params = rope_setup(p)?;
+    let seq_len = p.usize("seq_len", 0, 0, MAX_LONG_LEN)?;
+    p.finish()?;
+    let f = params.frequencies((seq_len > 0).then_some(seq_len), Precision::Exact)?;
+    Ok(
+        json!({ "head_dim": params.head_dim, "base": params.base, "rope_type": f.rope_type, "frequencies": freqs_json(&f) }),
+    )
+}
+
+fn rope_rotation(p: &Params) -> ApiResult<Value> {
+    let params = rope_setup(p)?;
+    let position = p.int("position", 0, 0, MAX_LONG_LEN as i64)?;
+    p.finish()?;
+    let f = params.frequencies(None, Precision::Exact)?;
+    // The hand of pair i is the unit vector (1, 0) rotated by position * θ_i.
+    let (cos, sin) = rotation(&f, position)?;
+    let angle: Vec<f64> = f
+        .inv_freq
+        .iter()
+        .map(|w| (position as f64 * w).rem_euclid(std::f64::consts::TAU))
+        .collect();
+    Ok(
+        json!({ "position": position, "head_dim": params.head_dim, "cos": cos, "sin": sin, "angle": angle, "frequencies": freqs_json(&f) }),
+    )
+}
+
+/// Angles `position * inv_freq` mod 2π for sampled positions, pair-major.
+fn angle_map(inv_freq: &[f64], positions: &[usize]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(inv_freq.len() * positions.len());
+    for w in inv_freq {
+        for &pos in positions {
+            out.push((pos as f64 * w).rem_euclid(2.0 * std::f64::consts::PI) as f32);
+        }
+    }
+    out
+}
+
+fn rope_angles(p: &Params) -> ApiResult<Reply> {
+    let params = rope_setup(p)?;
+    let len = p.usize("len", 512, 1, MAX_LONG_LEN)?;
+    let width = p.usize("width", 512, 1, MAX_WIDTH)?;
+    p.finish()?;
+    let f = params.frequencies(Some(len), Precision::Exact)?;
+    let positions = sample_positions(len, width);
+    let angles = angle_map(&f.inv_freq, &positions);
+    Reply::from(json!({
+        "len": len, "positions": positions, "pairs": f.inv_freq.len(),
+        "value_layout": "row-major [pairs][positions.len()], radians in [0, 2pi)",
+    }))
+    .with("angles", &angles)
+}
+
+fn rope_decay(p: &Params) -> ApiResult<Reply> {
+    let params = rope_setup(p)?;
+    let max_distance = p.usize("max_distance", 1024, 1, MAX_LONG_LEN)?;
+    let width = p.usize("width", 512, 1, MAX_WIDTH)?;
+    p.finish()?;
+    let f = params.frequencies(None, Precision::Exact)?;
+    let distances = sample_positions(max_distance + 1, width);
+    let pairs = f.pairs();
+    // cos(Δ·θ_i): the score of a query and a key that are the same unit vector in pair i, Δ apart.
+    let mut per_pair = vec![0f32; pairs * distances.len()];
+    let mut mean = Vec::with_capacity(distances.len());
+    for (c, &d) in distances.iter().enumerate() {
+        let (cos, _) = rotation(&f, d as i64)?;
+        for (i, &v) in cos.iter().enumerate() {
+            per_pair[i * distances.len() + c] = v;
+        }
+        mean.push(cos.iter().map(|&v| v as f64).sum::<f64>() / pairs as f64);
+    }
+    Reply::from(
+        json!({ "distances": distances, "pairs": pairs, "mean": mean,
+               "value_layout": "per_pair row-major [pairs][distances.len()]" }),
+    )
+    .with("per_pair", &per_pair)
+}
+
+fn rope_relative_check(p: &Params) -> ApiResult<Value> {
+    let params = rope_setup(p)?;
+    let m = p.int("m", 5, 0, MAX_LONG_LEN as i64)?;
+    let n = p.int("n", 2, 0, MAX_LONG_LEN as i64)?;
+    let s = p.int("s", 100, -(MAX_LONG_LEN as i64), MAX_LONG_LEN as i64)?;
+    let seed = p.int("seed", 1, 0, i64::MAX)? as u64;
+    p.finish()?;
+    if m + s < 0 || n + s < 0 {
+        return Err(ApiError::bad("m + s and n + s must be >= 0"));
+    }
+    let f = params.frequencies(None, Precision::Exact)?;
+    let qk = LearnedTable::random(2, params.head_dim, seed, 1.0)?;
+    let score = |pq: i64, pk: i64| -> ApiResult<f64> {
+        let mut q = qk.lookup(0)?.to_vec();
+        let mut k = qk.lookup(1)?.to_vec();
+        let (cq, sq) = cos_sin(&f, pq as u64)?;
+        let (ck, sk) = cos_sin(&f, pk as u64)?;
+        rope::apply_rotary(&mut q, &cq, &sq, RopeLayout::HalfSplit)?;
+        rope::apply_rotary(&mut k, &ck, &sk, RopeLayout::HalfSplit)?;
+        Ok(q.iter().zip(&k).map(|(&a, &b)| a as f64 * b as f64).sum())
+    };
+    let a = score(m, n)?;
+    let b = score(m + s, n + s)?;
+    Ok(
+        json!({ "m": m, "n": n, "s": s, "score_mn": a, "score_shifted": b, "abs_diff": (a - b).abs(),
+               "note": "q and k are seeded random vectors rotated in f32; the difference is rounding only" }),
+    )
+}
+
+// ---------------------------------------------------------------- alibi
+
+fn alibi(p: &Params) -> ApiResult<Value> {
+    let heads = p.usize("heads", 8, 1, MAX_HEADS)?;
+    let len = p.usize("len", 16, 1, 128)?;
+    let head = p.usize("head", 0, 0, MAX_HEADS - 1)?;
+    let causal = p.bool("causal", true)?;
+    let seed = p.int("seed", 3, 0, i64::MAX)? as u64;
+    p.finish()?;
+    if head >= heads {
+        return Err(ApiError::bad(format!(
+            "`head` must be < heads ({heads}), got {head}"
+        )));
+    }
+    let slopes = alibi::slopes(heads)?;
+    let slope = slopes[head];
+    let bias = alibi::bias(&[slope], len, len, 0, !causal)?;
+    let mask = if causal {
+        Mask::causal_by_position()
+    } else {
+        Mask::none()
+    };
+    let positions: Vec<u64> = (0..len as u64).collect();
+    let visible: Vec<bool> = (0..len * len)
+        .map(|i| {
+            mask.allows(
+                i / len,
+                i % len,
+                len,
+                len,
+                positions[i / len],
+                positions[i % len],
+            )
+        })
+        .collect();
+    // Toy content: seeded random q, k, v for one head; the library's reference attention with
+    // and without the selected head's ALiBi bias.
+    const HEAD_DIM: usize = 16;
+    let qkv = LearnedTable::random(3 * len, HEAD_DIM, seed, 1.0)?;
+    let part = |i: usize| qkv.data()[i * len * HEAD_DIM..(i + 1) * len * HEAD_DIM].to_vec();
+    let (q, k, v) = (part(0), part(1), part(2));
+    let one_head = HeadConfig::mha(1, HEAD_DIM)?;
+    let options = AttentionOptions {
+        scale: None,
+        return_weights: true,
+    };
+    let weights = |scheme: &Scheme| -> ApiResult<Vec<f32>> {
+        let out = attention::attention(
+            &one_head, &q, &k, &v, &positions, &positions, scheme, &mask, &options,
+        )?;
+        Ok(out.weights.unwrap_or_default())
+    };
+    let without = weights(&Scheme::NoPe)?;
+    let with = weights(&Scheme::Alibi {
+        slopes: vec![slope],
+        symmetric: !causal,
+    })?;
+    // Bias shown only where the mask lets a key through; masked entries are the mask's job.
+    let bias_shown: Vec<Option<f32>> = bias
+        .iter()
+        .zip(&visible)
+        .map(|(&b, &m)| m.then_some(b))
+        .collect();
+    Ok(json!({
+        "heads": heads, "head": head, "len": len, "causal": causal, "slopes": slopes,
+        "bias": bias_shown, "mask": visible,
+        "weights_without_bias": without, "weights_with_bias": with,
+        "value_layout": "row-major [query][key]",
+    }))
+}
+
+// ---------------------------------------------------------------- relative
+
+fn relative_t5(p: &Params) -> ApiResult<Value> {
+    let bidirectional = p.bool("bidirectional", true)?;
+    let num_buckets = p.usize("num_buckets", 32, 2, 1024)?;
+    let max_distance = p.usize("max_distance", 128, 2, MAX_LONG_LEN)?;
+    let span = p.usize("span", 200, 1, 4096)?;
+    let len = p.usize("len", 64, 1, MAX_MATRIX)?;
+    p.finish()?;
+    let cfg = T5Buckets {
+        bidirectional,
+        num_buckets,
+        max_distance,
+    };
+    cfg.validate()?;
+    let rel: Vec<i64> = (-(span as i64)..=span as i64).collect();
+    let buckets = rel
+        .iter()
+        .map(|&r| relative::t5_bucket(r, bidirectional, num_buckets, max_distance))
+        .collect::<posenc::Result<Vec<usize>>>()?;
+    let matrix = relative::t5_bucket_matrix(len, len, 0, &cfg)?;
+    Ok(
+        json!({ "bidirectional": bidirectional, "num_buckets": num_buckets, "max_distance": max_distance,
+               "relative_positions": rel, "buckets": buckets, "len": len, "matrix": matrix,
+               "value_layout": "matrix row-major [query][key], relative position = key - query" }),
+    )
+}
+
+fn relative_shaw(p: &Params) -> ApiResult<Value> {
+    let clip = p.usize("clip", 4, 0, 4096)?;
+    let len = p.usize("len", 32, 1, MAX_MATRIX)?;
+    p.finish()?;
+    let matrix = relative::shaw_index_matrix(len, len, clip)?;
+    Ok(json!({ "clip": clip, "len": len, "num_embeddings": 2 * clip + 1, "matrix": matrix }))
+}
+
+// ---------------------------------------------------------------- long context
+
+fn longctx(p: &Params) -> ApiResult<Reply> {
+    let params = rope_setup(p)?;
+    let target_len = p.usize("target_len", 32_768, 1, MAX_LONG_LEN)?;
+    let width = p.usize("width", 512, 1, MAX_WIDTH)?;
+    p.finish()?;
+    let train_len = training_length(&params);
+    let unscaled = RopeParams {
+        scaling: RopeScaling::Default,
+        ..params.clone()
+    };
+    let before = unscaled.frequencies(None, Precision::Exact)?;
+    let after = params.frequencies(Some(target_len), Precision::Exact)?;
+    let report = diagnostics::pair_report(&params, train_len, target_len, Some(target_len))?;
+    let factor = serde_json::to_value(&params.scaling)
+        .ok()
+        .and_then(|v| v.get("factor").and_then(Value::as_f64))
+        .unwrap_or(1.0);
+    let positions = sample_positions(target_len, width);
+    let angles_before = angle_map(&before.inv_freq, &positions);
+    let angles_after = angle_map(&after.inv_freq, &positions);
+    Reply::from(json!({
+        "head_dim": params.head_dim, "base": params.base, "rope_type": after.rope_type,
+        "train_len": train_len, "target_len": target_len, "factor": factor,
+        "before": freqs_json(&before), "after": freqs_json(&after),
+        "division": report.iter().map(|r| r.interpolation).collect::<Vec<_>>(),
+        "bands": report.iter().map(|r| r.band).collect::<Vec<_>>(),
+        "pairs": report,
+        "positions": positions,
+        "value_layout": "angles row-major [pairs][positions.len()], radians in [0, 2pi)",
+    }))
+    .with("angles_before", &angles_before)?
+    .with("angles_after", &angles_after)
+}
+
+fn base_bound(p: &Params) -> ApiResult<Value> {
+    let head_dim = p.usize("head_dim", 128, 2, 1024)?;
+    let context = p.usize("context", 4096, 1, MAX_BOUND_CONTEXT)?;
+    let base = p.float("base", 0.0, 0.0, 1e12)?;
+    p.finish()?;
+    check_product("context * head_dim", context, head_dim, 8_388_608)?;
+    // The bound depends only on (head_dim, context) and costs up to seconds: keep recent answers.
+    static BOUNDS: OnceLock<Mutex<HashMap<(usize, usize), f64>>> = OnceLock::new();
+    let cache = BOUNDS.get_or_init(Default::default);
+    let cached = cache
+        .lock()
+        .ok()
+        .and_then(|c| c.get(&(head_dim, context)).copied());
+    let bound = match cached {
+        Some(b) => b,
+        None => {
+            let b = diagnostics::men_base_lower_bound(head_dim, context, 0.02)?;
+            if let Ok(mut c) = cache.lock() {
+                if c.len() >= 256 {
+                    c.clear();
+                }
+                c.insert((head_dim, context), b);
+            }
+            b
+        }
+    };
+    // The criterion for the chosen base too, when one is given (full scan: minimum and where).
+    let chosen = if base > 1.0 {
+        Some(diagnostics::base_criterion(base, head_dim, context, false)?)
+    } else {
+        None
+    };
+    Ok(
+        json!({ "head_dim": head_dim, "context": context, "base_lower_bound": bound, "grid_step": 0.02,
+               "chosen": chosen }),
+    )
+}
+
+// ---------------------------------------------------------------- config inspector
+
+async fn config_inspect(body: Result<Bytes, BytesRejection>) -> Response {
+    let bytes = match body {
+        Ok(b) => b,
+        Err(e) => {
+            return ApiError::bad(format!("cannot read body: {}", e.body_text())).into_response()
+        }
+    };
+    if bytes.len() > MAX_CONFIG_BYTES {
+        return ApiError::bad(format!("config is larger than {MAX_CONFIG_BYTES} bytes"))
+            .into_response();
+    }
+    blocking(move || {
+        let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::bad("config is not UTF-8"))?;
+        super::inspect::inspect(text)
+    })
+    .await
+}
+
+// ---------------------------------------------------------------- model results
+
+/// Result files the explorer knows, by API name.
+const RESULT_FILES: &[(&str, &str, &str)] = &[
+    (
+        "passkey",
+        "passkey.json",
+        "posenc model passkey --json > DIR/passkey.json",
+    ),
+    (
+        "attention-stats",
+        "attention-stats.json",
+        "posenc model attention-stats --json > DIR/attention-stats.json",
+    ),
+];
+
+/// Largest result file served, in bytes.
+const MAX_RESULT_BYTES: u64 = 64 * 1024 * 1024;
+/// Most extra `*.json` files listed from the results directory.
+const MAX_EXTRA_RESULTS: usize = 32;
+
+/// A plain file name (no separators, no leading dot) ending in `.json`.
+fn is_result_file_name(name: &str) -> bool {
+    name.len() <= 128
+        && name.ends_with(".json")
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+async fn results_index(State(state): State<Arc<AppState>>) -> Response {
+    let dir = state.results_dir.clone();
+    blocking(move || {
+        let shown = dir.display().to_string();
+        let mut items: Vec<Value> = RESULT_FILES
+            .iter()
+            .map(|(name, file, how)| {
+                let path = dir.join(file);
+                json!({ "name": name, "file": path.display().to_string(), "present": path.is_file(),
+                        "how_to_produce": how.replace("DIR", &shown) })
+            })
+            .collect();
+        // Any other JSON file in the directory, by file name (sorted, capped).
+        let mut extra: Vec<String> = std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|n| is_result_file_name(n) && !RESULT_FILES.iter().any(|(_, f, _)| f == n))
+                    .collect()
+            })
+            .unwrap_or_default();
+        extra.sort();
+        extra.truncate(MAX_EXTRA_RESULTS);
+        for name in extra {
+            let path = dir.join(&name);
+            items.push(json!({ "name": name, "file": path.display().to_string(), "present": true, "how_to_produce": null }));
+        }
+        Ok(json!({ "results_dir": shown, "results": items }))
+    })
+    .await
+}
+
+/// Serves a known result (`passkey`, `attention-stats`) or any `NAME.json` in the results dir.
+async fn results_file(
+    State(state): State<Arc<AppState>>,
+    name: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
+) -> Response {
+    let Ok(axum::extract::Path(name)) = name else {
+        return ApiError::bad("malformed result name").into_response();
+    };
+    let (path, how) = match RESULT_FILES.iter().find(|(n, _, _)| *n == name) {
+        Some((_, file, how)) => (
+            state.results_dir.join(file),
+            how.replace("DIR", &state.results_dir.display().to_string()),
+        ),
+        None if is_result_file_name(&name) => (
+            state.results_dir.join(&name),
+            String::from("a `posenc model` command"),
+        ),
+        None => return not_found().await.into_response(),
+    };
+    blocking(move || {
+        let meta = std::fs::metadata(&path).map_err(|_| ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!("{} not found; produce it with: {how}", path.display()),
+        })?;
+        if !meta.is_file() || meta.len() > MAX_RESULT_BYTES {
+            return Err(ApiError::bad(format!(
+                "{} is not a file of at most 64 MiB",
+                path.display()
+            )));
+        }
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| ApiError::bad(format!("cannot read {}: {e}", path.display())))?;
+        serde_json::from_str::<Value>(&text)
+            .map_err(|e| ApiError::bad(format!("{} is not JSON: {e}", path.display())))
+    })
+    .await
+}

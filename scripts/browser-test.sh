@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Browser test of the posenc explorer: headless Debian chromium driven by playwright-core.
+# Installs what is missing (chromium via apt as root, npm packages via `npm ci`), builds posenc in
+# release, starts `posenc serve` on a free loopback port, runs tests/browser/explorer.test.mjs and
+# always stops the server. Screenshots land in tests/browser/screenshots/ (gitignored).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "browser-test: /usr/bin/chromium is missing and we are not root to apt-get install it" >&2
+    exit 1
+  fi
+  apt-get update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+fi
+
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  (cd tests/browser && npm ci --no-audit --no-fund)
+fi
+
+cargo build --release -p posenc-cli
+BIN="$ROOT/target/release/posenc"
+
+# A free loopback port: ask the kernel for one.
+PORT=$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close();})')
+RESULTS=$(mktemp -d)
+LOG=$(mktemp)
+# A small synthetic passkey result (not model output) so the real-model panel's drawing path runs;
+# attention-stats.json stays absent so its "how to produce" path runs too.
+cat >"$RESULTS/passkey.json" <<'JSON'
+{"note": "synthetic file written by scripts/browser-test.sh",
+ "lengths": [256, 512, 1024, 2048], "depths": [0.0, 0.25, 0.5, 0.75, 1.0],
+ "accuracy": [[1, 1, 1, 1, 1], [1, 1, 0.8, 1, 1], [1, 0.6, 0.4, 0.8, 1], [0.4, 0.2, 0, 0.2, 0.6]]}
+JSON
+"$BIN" serve --port "$PORT" --results "$RESULTS" >"$LOG" 2>&1 &
+SERVER=$!
+cleanup() {
+  kill "$SERVER" 2>/dev/null || true
+  wait "$SERVER" 2>/dev/null || true
+  rm -rf "$RESULTS"
+}
+trap cleanup EXIT INT TERM
+
+for _ in $(seq 1 100); do
+  if node -e 'fetch(process.argv[1]).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))' "http://127.0.0.1:$PORT/api/health"; then
+    break
+  fi
+  sleep 0.1
+done
+
+status=0
+POSENC_URL="http://127.0.0.1:$PORT/" POSENC_EXPECT_PASSKEY=1 node tests/browser/explorer.test.mjs || status=$?
+if [ "$status" -ne 0 ]; then
+  echo "--- server log (last 40 lines) ---"
+  tail -n 40 "$LOG"
+fi
+rm -f "$LOG"
+exit "$status"

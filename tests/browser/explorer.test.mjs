@@ -1,0 +1,292 @@
+// Headless Chromium test of the posenc explorer page.
+// Usage: POSENC_URL=http://127.0.0.1:PORT/ node explorer.test.mjs   (scripts/browser-test.sh does it all)
+// Prints one line per check and closes with "N passed, N failed"; exits non-zero on any failure.
+
+import { chromium } from "playwright-core";
+import { mkdtempSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const BASE = process.env.POSENC_URL || "http://127.0.0.1:7878/";
+const SHOTS = join(here, "screenshots");
+const FIXTURES = process.env.POSENC_FIXTURES || join(here, "../../../shared/fixtures");
+mkdirSync(SHOTS, { recursive: true });
+
+let passed = 0, failed = 0;
+async function check(name, fn) {
+  try {
+    await fn();
+    passed++; console.log(`ok   - ${name}`);
+  } catch (e) {
+    failed++; console.log(`FAIL - ${name}: ${e && e.message ? e.message.split("\n")[0] : e}`);
+  }
+}
+function assert(cond, msg) { if (!cond) throw new Error(msg); }
+
+const userDataDir = mkdtempSync(join(tmpdir(), "posenc-chromium-"));
+const context = await chromium.launchPersistentContext(userDataDir, {
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  viewport: { width: 1280, height: 800 },
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--disable-quic"],
+});
+const page = context.pages()[0] || await context.newPage();
+const consoleErrors = [];
+const apiCalls = [];
+page.on("console", m => { if (m.type() === "error") consoleErrors.push(m.text()); });
+page.on("pageerror", e => consoleErrors.push(`pageerror: ${e.message}`));
+page.on("request", r => { const u = new URL(r.url()); if (u.pathname.startsWith("/api/")) apiCalls.push(u.pathname + u.search); });
+const failedApi = [];
+page.on("response", r => { const u = new URL(r.url()); if (u.pathname.startsWith("/api/") && !r.ok()) failedApi.push(`${r.status()} ${r.request().method()} ${u.pathname}${u.search}`); });
+// Requests this test makes fail on purpose; any other non-2xx API answer is a failure.
+const deliberate = /^(400 GET \/api\/sinusoidal\/table\?(len=0|dim=abc)|404 GET \/api\/nope|501 GET \/api\/learn\/x|400 POST \/api\/config\/inspect)$/;
+// Errors the test provokes on purpose (400/404 answers) are not page errors.
+const expectedErrors = /status of (400|404|501)/;
+
+/** Distinct colours in a canvas (a blank canvas has 1). */
+async function canvasColours(selector) {
+  return page.$eval(selector, c => {
+    const ctx = c.getContext("2d");
+    if (!ctx || c.width === 0 || c.height === 0) return 0;
+    const d = ctx.getImageData(0, 0, c.width, c.height).data;
+    const seen = new Set();
+    for (let i = 0; i < d.length; i += 4 * 7) { seen.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2] | (d[i + 3] === 0 ? 1 << 24 : 0)); if (seen.size > 50) break; }
+    return seen.size;
+  });
+}
+async function canvasHash(selector) { return page.$eval(selector, c => c.toDataURL().length + ":" + c.toDataURL().slice(-200)); }
+async function svgMarks(selector) { return page.$eval(selector, s => s.querySelectorAll("path, rect, circle, line").length); }
+async function svgHash(selector) { return page.$eval(selector, s => s.innerHTML.length + ":" + s.innerHTML.slice(0, 3000)); }
+async function setValue(selector, value) {
+  await page.$eval(selector, (el, v) => {
+    if (el.type === "checkbox") el.checked = v; else el.value = String(v);
+    el.dispatchEvent(new Event("input", { bubbles: true }));
+  }, value);
+}
+function waitApi(prefix, pred = () => true) {
+  return page.waitForRequest(r => { const u = new URL(r.url()); return (u.pathname + u.search).startsWith(prefix) && pred(u.searchParams); }, { timeout: 10000 });
+}
+async function waitCanvas(selector, min = 4) {
+  await page.waitForFunction(([s, m]) => {
+    const c = document.querySelector(s); if (!c || !c.width) return false;
+    const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+    const seen = new Set(); for (let i = 0; i < d.length; i += 4 * 7) { seen.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]); if (seen.size >= m) return true; }
+    return false;
+  }, [selector, min], { timeout: 10000 });
+}
+async function shot(name, selector) {
+  if (selector) await page.locator(selector).screenshot({ path: join(SHOTS, `${name}.png`) });
+  else await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+try {
+  await check("page loads with every panel", async () => {
+    const resp = await page.goto(BASE, { waitUntil: "load" });
+    assert(resp && resp.ok(), `status ${resp && resp.status()}`);
+    for (const id of ["why", "sinusoidal", "learned", "rope", "alibi", "relative", "longctx", "model", "learn"]) {
+      assert(await page.$(`section#${id}`), `no section #${id}`);
+    }
+  });
+
+  await check("why position: attention matrices and outputs drawn, no scheme = permutation", async () => {
+    await page.waitForFunction(() => document.querySelector("#why [data-role=verdict]").textContent.length > 0, null, { timeout: 10000 });
+    const verdict = await page.textContent("#why [data-role=verdict]");
+    assert(/permuted/.test(verdict), `verdict: ${verdict}`);
+    assert((await page.$$("#why [data-fig=wa] div")).length >= 36, "attention matrix A not drawn");
+    assert(await svgMarks("#why [data-fig=outs]") > 10, "outputs plot empty");
+    const req = waitApi("/api/why", q => q.get("scheme") === "rope");
+    await page.selectOption("#why select[name=scheme]", "rope");
+    await req;
+    await page.waitForFunction(() => /differ|different/.test(document.querySelector("#why [data-role=verdict]").textContent), null, { timeout: 10000 });
+    await shot("why", "#why");
+  });
+
+  await check("sinusoidal: heatmap and curves render; dim slider redraws via /api/sinusoidal/table", async () => {
+    await page.locator("#sinusoidal").scrollIntoViewIfNeeded();
+    await waitCanvas("#sinusoidal canvas[data-fig=heat]", 10);
+    assert(await svgMarks("#sinusoidal [data-fig=curve]") > 5, "curve plot empty");
+    await page.waitForFunction(() => document.querySelectorAll("#sinusoidal [data-fig=row] path").length > 1, null, { timeout: 10000 });
+    const before = await canvasHash("#sinusoidal canvas[data-fig=heat]");
+    const req = waitApi("/api/sinusoidal/table", q => q.get("dim") === "128");
+    await setValue("#sinusoidal input[name=dim]", 128);
+    await req;
+    await page.waitForFunction(b => { const c = document.querySelector("#sinusoidal canvas[data-fig=heat]"); return c.toDataURL().length + ":" + c.toDataURL().slice(-200) !== b; }, before, { timeout: 10000 });
+    const reqLen = waitApi("/api/sinusoidal/table", q => q.get("len") === "4096");
+    await setValue("#sinusoidal input[name=len]", 12);
+    await reqLen;
+    await page.waitForTimeout(300);
+    await shot("sinusoidal", "#sinusoidal");
+  });
+
+  await check("sinusoidal: clicking the heatmap selects a position and fetches its row", async () => {
+    const box = await page.locator("#sinusoidal canvas[data-fig=heat]").boundingBox();
+    const req = waitApi("/api/sinusoidal/row");
+    await page.mouse.click(box.x + box.width * 0.6, box.y + box.height * 0.3);
+    const r = await req;
+    const pos = Number(new URL(r.url()).searchParams.get("position"));
+    assert(pos > 1000, `expected a position past 1000 at 60% of 4096, got ${pos}`);
+  });
+
+  await check("learned: table with no-row region; resize slider calls /api/learned/table", async () => {
+    await page.locator("#learned").scrollIntoViewIfNeeded();
+    await waitCanvas("#learned canvas[data-fig=orig]", 10);
+    await waitCanvas("#learned canvas[data-fig=resized]", 10);
+    // The right half of the original view (past the training length) holds no row: hatched, not coloured.
+    const rightColours = await page.$eval("#learned canvas[data-fig=orig]", c => {
+      const ctx = c.getContext("2d"); const x0 = Math.floor(c.width * 0.8);
+      const d = ctx.getImageData(x0, 0, c.width - x0, c.height).data; const s = new Set();
+      for (let i = 0; i < d.length; i += 4) s.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+      return s.size;
+    });
+    const leftColours = await page.$eval("#learned canvas[data-fig=orig]", c => {
+      const d = c.getContext("2d").getImageData(0, 0, Math.floor(c.width * 0.4), c.height).data; const s = new Set();
+      for (let i = 0; i < d.length; i += 4) s.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+      return s.size;
+    });
+    assert(leftColours > 20 && rightColours < leftColours / 4, `left ${leftColours} colours, right ${rightColours}`);
+    const before = await canvasHash("#learned canvas[data-fig=resized]");
+    const req = waitApi("/api/learned/table", q => q.get("resize_to") === "256");
+    await setValue("#learned input[name=resize_to]", 256);
+    await req;
+    await page.waitForFunction(b => { const c = document.querySelector("#learned canvas[data-fig=resized]"); return c.toDataURL().length + ":" + c.toDataURL().slice(-200) !== b; }, before, { timeout: 10000 });
+    await shot("learned", "#learned");
+  });
+
+  await check("rope: hands, angle map, decay; scrubbing the position calls /api/rope/rotation", async () => {
+    await page.locator("#rope").scrollIntoViewIfNeeded();
+    await waitCanvas("#rope canvas[data-fig=angles]", 10);
+    await page.waitForFunction(() => document.querySelectorAll("#rope [data-fig=hands] line").length >= 32, null, { timeout: 10000 });
+    assert(await svgMarks("#rope [data-fig=decay]") > 20, "decay plot empty");
+    await page.waitForFunction(() => /difference/.test(document.querySelector("#rope [data-role=check]").textContent), null, { timeout: 10000 });
+    const hands = await svgHash("#rope [data-fig=hands]");
+    const req = waitApi("/api/rope/rotation", q => q.get("position") === "777");
+    await setValue("#rope input[name=position]", 777);
+    await req;
+    await page.waitForFunction(h => { const s = document.querySelector("#rope [data-fig=hands]"); return s.innerHTML.length + ":" + s.innerHTML.slice(0, 3000) !== h; }, hands, { timeout: 10000 });
+    const reqS = waitApi("/api/rope/relative_check", q => q.get("s") === "5000");
+    await setValue("#rope input[name=s]", 5000);
+    await reqS;
+    await page.waitForFunction(() => /\(5005, 5002\)/.test(document.querySelector("#rope [data-role=check]").textContent), null, { timeout: 10000 });
+    await shot("rope", "#rope");
+  });
+
+  await check("alibi: slopes, bias, mask, weights; heads slider calls /api/alibi", async () => {
+    await page.locator("#alibi").scrollIntoViewIfNeeded();
+    for (const f of ["bias", "mask", "w0", "w1"]) await waitCanvas(`#alibi canvas[data-fig=${f}]`, 2);
+    const bars = async () => page.$$eval("#alibi [data-fig=slopes] rect", r => r.filter(x => x.getAttribute("fill") !== null && x.getAttribute("width") !== "12").length);
+    assert(await bars() === 8, `expected 8 slope bars, got ${await bars()}`);
+    const req = waitApi("/api/alibi", q => q.get("heads") === "16");
+    await setValue("#alibi input[name=heads]", 16);
+    await req;
+    await page.waitForFunction(() => document.querySelectorAll("#alibi [data-fig=slopes] rect[fill]").length === 16, null, { timeout: 10000 });
+    await shot("alibi", "#alibi");
+  });
+
+  await check("relative: T5 step plot and matrices; bidirectional toggle calls /api/relative/t5", async () => {
+    await page.locator("#relative").scrollIntoViewIfNeeded();
+    await waitCanvas("#relative canvas[data-fig=t5mat]", 5);
+    await waitCanvas("#relative canvas[data-fig=shaw]", 5);
+    assert(await svgMarks("#relative [data-fig=buckets]") > 5, "bucket plot empty");
+    const before = await canvasHash("#relative canvas[data-fig=t5mat]");
+    const req = waitApi("/api/relative/t5", q => q.get("bidirectional") === "false");
+    await setValue("#relative input[name=bidirectional]", false);
+    await req;
+    await page.waitForFunction(b => { const c = document.querySelector("#relative canvas[data-fig=t5mat]"); return c.toDataURL().length + ":" + c.toDataURL().slice(-200) !== b; }, before, { timeout: 10000 });
+    await shot("relative", "#relative");
+  });
+
+  await check("long context: wavelengths, angle maps, base bound; scaling select calls /api/longctx", async () => {
+    await page.locator("#longctx").scrollIntoViewIfNeeded();
+    await waitCanvas("#longctx canvas[data-fig=before]", 10);
+    await waitCanvas("#longctx canvas[data-fig=after]", 10);
+    assert(await svgMarks("#longctx [data-fig=wl]") > 30, "wavelength plot empty");
+    await page.waitForFunction(() => /smallest base/.test(document.querySelector("#longctx [data-role=bound]").textContent), null, { timeout: 15000 });
+    const req = waitApi("/api/longctx", q => q.get("scaling") === "yarn");
+    await page.selectOption("#longctx select[name=scaling]", "yarn");
+    await req;
+    assert(await page.isVisible("#longctx input[name=beta_fast]"), "YaRN parameters not shown");
+    await page.waitForTimeout(300);
+    await shot("longctx", "#longctx");
+  });
+
+  await check("long context: pasting a config.json shows its inspect report", async () => {
+    let text;
+    try { text = readFileSync(join(FIXTURES, "rope/llama-3.1-8b.config.json"), "utf8"); }
+    catch { text = JSON.stringify({ hidden_size: 4096, num_attention_heads: 32, max_position_embeddings: 131072, rope_theta: 500000, rope_scaling: { rope_type: "llama3", factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 } }); }
+    await page.fill("#longctx textarea[name=config]", text);
+    const req = page.waitForRequest(r => r.url().endsWith("/api/config/inspect") && r.method() === "POST");
+    await page.click("#longctx [data-role=inspect]");
+    await req;
+    await page.waitForFunction(() => /llama3/.test(document.querySelector("#longctx [data-role=report]").textContent), null, { timeout: 10000 });
+    await page.fill("#longctx textarea[name=config]", "{broken");
+    await page.click("#longctx [data-role=inspect]");
+    await page.waitForFunction(() => /error/.test(document.querySelector("#longctx [data-role=report]").textContent), null, { timeout: 10000 });
+    await shot("longctx-inspect", "#longctx");
+  });
+
+  await check("real model: draws result tables that exist, explains how to produce missing ones", async () => {
+    await page.locator("#model").scrollIntoViewIfNeeded();
+    await page.waitForFunction(() => /attention-stats/.test(document.querySelector("#model [data-role=body]").textContent), null, { timeout: 10000 });
+    const text = await page.textContent("#model [data-role=body]");
+    assert(/posenc model attention-stats/.test(text), `no how-to for attention-stats: ${text.slice(0, 300)}`);
+    if (process.env.POSENC_EXPECT_PASSKEY) {
+      await waitCanvas("#model canvas", 3);
+      assert(/accuracy: 4 × 5 \(colour: 0 … 1; rows: lengths; columns: depths\)/.test(text), `passkey table caption missing: ${text.slice(0, 300)}`);
+    }
+    await shot("model", "#model");
+  });
+
+  await check("API answers JSON errors (400, 404, 501)", async () => {
+    const r = await page.evaluate(async () => {
+      const out = [];
+      for (const u of ["/api/sinusoidal/table?len=0", "/api/sinusoidal/table?dim=abc", "/api/nope", "/api/learn/x"]) {
+        const resp = await fetch(u); out.push([resp.status, (await resp.json()).error]);
+      }
+      return out;
+    });
+    assert(r[0][0] === 400 && r[1][0] === 400 && r[2][0] === 404 && r[3][0] === 501, JSON.stringify(r));
+    assert(r.every(([, e]) => typeof e === "string" && e.length > 0), JSON.stringify(r));
+  });
+
+  await check("full page screenshot at 1280x800", async () => {
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await shot("page-1280");
+  });
+
+  await check("narrow window (420 px): no horizontal overflow, panels redraw", async () => {
+    await page.setViewportSize({ width: 420, height: 800 });
+    await page.waitForTimeout(800);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert(overflow <= 2, `page is ${overflow}px wider than the window`);
+    await waitCanvas("#sinusoidal canvas[data-fig=heat]", 10);
+    const w = await page.$eval("#sinusoidal canvas[data-fig=heat]", c => c.getBoundingClientRect().width);
+    assert(w <= 420, `heatmap is ${w}px wide`);
+    await shot("page-420");
+    for (const id of ["sinusoidal", "rope", "alibi", "longctx"]) {
+      await page.locator(`#${id}`).scrollIntoViewIfNeeded();
+      await page.waitForTimeout(200);
+      await shot(`narrow-${id}`, `#${id}`);
+    }
+  });
+
+  await check("every API call the page made succeeded (apart from the deliberate bad ones)", async () => {
+    const unexpected = failedApi.filter(f => !deliberate.test(f));
+    assert(unexpected.length === 0, unexpected.slice(0, 5).join(" | "));
+  });
+
+  await check("no console errors", async () => {
+    const real = consoleErrors.filter(e => !expectedErrors.test(e));
+    assert(real.length === 0, real.join(" | "));
+  });
+} finally {
+  await context.close();
+  rmSync(userDataDir, { recursive: true, force: true });
+}
+
+console.log(`api calls seen: ${apiCalls.length} (${[...new Set(apiCalls.map(u => u.split("?")[0]))].join(", ")})`);
+console.log(`screenshots in ${SHOTS}`);
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
