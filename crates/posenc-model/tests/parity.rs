@@ -1,0 +1,140 @@
+//! Parity against Hugging Face transformers on SmolLM2-135M-Instruct (Q4_1 GGUF dequantized to f32).
+//!
+//! Expected values come from `shared/fixtures/model/smollm2-reference.json`. These tests need the
+//! model file: without it they FAIL and say to run `posenc model fetch`. Run them in release:
+//! `cargo test --release -p posenc-model --test parity`.
+
+use posenc_model::llama::top_k;
+use posenc_model::Model;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+/// Largest accepted |logit − HF logit| on the top-20 logits.
+const LOGIT_TOL: f32 = 1e-2;
+
+fn fixtures() -> std::path::PathBuf {
+    std::env::var_os("POSENC_FIXTURES")
+        .map(Into::into)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
+        })
+}
+
+#[derive(Deserialize)]
+struct Case {
+    name: String,
+    text: String,
+    ids: Vec<u32>,
+    top_ids: Vec<u32>,
+    top_logits: Vec<f32>,
+    greedy_ids: Vec<u32>,
+    greedy_text: String,
+    #[serde(default)]
+    probe: Option<BTreeMap<String, Vec<u32>>>,
+}
+
+fn cases() -> Vec<Case> {
+    let path = fixtures().join("model/smollm2-reference.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("fixture parses")
+}
+
+fn model() -> &'static Model {
+    static MODEL: OnceLock<Model> = OnceLock::new();
+    MODEL.get_or_init(|| match Model::load_default() {
+        Ok(m) => m,
+        Err(e) => panic!("cannot load SmolLM2 ({e}); run `posenc model fetch` first"),
+    })
+}
+
+#[test]
+fn tokenizer_ids_match_hf() {
+    let m = model();
+    for case in cases() {
+        let ids = m.tokenizer.encode(&case.text).unwrap();
+        assert_eq!(ids, case.ids, "case {}", case.name);
+        assert_eq!(
+            m.tokenizer.decode(&ids).unwrap(),
+            case.text,
+            "decode, case {}",
+            case.name
+        );
+    }
+}
+
+#[test]
+fn last_position_top20_and_probes_match_hf() {
+    let m = model();
+    let mut worst = 0.0f32;
+    for case in cases() {
+        let n = case.ids.len();
+        let positions: Vec<u64> = (0..n as u64).collect();
+        let mut rows: Vec<usize> = vec![n - 1];
+        let probe: Vec<(usize, Vec<u32>)> = case
+            .probe
+            .iter()
+            .flatten()
+            .map(|(k, v)| {
+                (
+                    k.parse::<usize>().expect("probe key is a position"),
+                    v.clone(),
+                )
+            })
+            .collect();
+        rows.extend(probe.iter().map(|(p, _)| *p));
+        let mut cache = m.llama.new_cache(n);
+        let attend = vec![true; n];
+        let logits = m
+            .llama
+            .forward_rows(&case.ids, &positions, &attend, &mut cache, &rows)
+            .unwrap();
+        let vocab = m.llama.config.vocab_size;
+        let last = &logits[..vocab];
+        let k = case.top_ids.len();
+        assert_eq!(
+            top_k(last, k),
+            case.top_ids,
+            "top-{k} ids, case {}",
+            case.name
+        );
+        for (&id, &want) in case.top_ids.iter().zip(&case.top_logits) {
+            let d = (last[id as usize] - want).abs();
+            worst = worst.max(d);
+            assert!(
+                d <= LOGIT_TOL,
+                "case {} id {id}: {} vs HF {want}",
+                case.name,
+                last[id as usize]
+            );
+        }
+        for (i, (pos, want)) in probe.iter().enumerate() {
+            let row = &logits[(i + 1) * vocab..(i + 2) * vocab];
+            assert_eq!(
+                &top_k(row, want.len()),
+                want,
+                "probe at {pos}, case {}",
+                case.name
+            );
+        }
+    }
+    eprintln!("max |Δlogit| over top-20 logits: {worst:e}");
+}
+
+#[test]
+fn greedy_continuation_matches_hf() {
+    let m = model();
+    for case in cases() {
+        let got = m
+            .llama
+            .generate_greedy(&case.ids, case.greedy_ids.len(), m.eos_token)
+            .unwrap();
+        assert_eq!(got, case.greedy_ids, "case {}", case.name);
+        assert_eq!(
+            m.tokenizer.decode(&got).unwrap(),
+            case.greedy_text,
+            "case {}",
+            case.name
+        );
+    }
+}
