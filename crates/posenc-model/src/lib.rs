@@ -12,9 +12,11 @@
 //! - [`tokenizer`]: byte-level BPE with the SmolLM pre-tokenizer.
 //! - [`llama`]: the forward pass, KV cache with explicit positions, greedy decoding.
 //! - [`fetch`]: model location, download and checksum.
+//! - [`diagnostics`]: checks on the real model (full pass vs prefill + decode).
 
 #![warn(missing_docs)]
 
+pub mod diagnostics;
 mod error;
 pub mod fetch;
 pub mod gguf;

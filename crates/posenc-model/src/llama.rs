@@ -340,6 +340,20 @@ impl Llama {
         cache: &mut KvCache,
         logit_rows: &[usize],
     ) -> Result<Vec<f32>> {
+        self.forward_rows_with(&self.rope, tokens, positions, attend, cache, logit_rows)
+    }
+
+    /// [`Llama::forward_rows`] with an explicit RoPE setup instead of [`Llama::rope`] (lets
+    /// diagnostics run one path of a comparison with a deliberately wrong rotation).
+    pub fn forward_rows_with(
+        &self,
+        rope_setup: &RopeSetup,
+        tokens: &[u32],
+        positions: &[u64],
+        attend: &[bool],
+        cache: &mut KvCache,
+        logit_rows: &[usize],
+    ) -> Result<Vec<f32>> {
         let c = &self.config;
         let n = tokens.len();
         if positions.len() != n {
@@ -381,7 +395,9 @@ impl Llama {
         // as Hugging Face's `dynamic_rope_update` does.
         let max_pos = positions.iter().copied().max().unwrap_or(0);
         let seq_len = usize::try_from(max_pos).ok().and_then(|p| p.checked_add(1));
-        let freqs = self.rope.params.frequencies(seq_len, self.rope.precision)?;
+        let freqs = rope_setup
+            .params
+            .frequencies(seq_len, rope_setup.precision)?;
         let pairs = freqs.pairs();
         let mut cos = vec![0.0f32; n * pairs];
         let mut sin = vec![0.0f32; n * pairs];
@@ -403,7 +419,7 @@ impl Llama {
                 c.head_dim,
                 &cos[..pairs],
                 &sin[..pairs],
-                self.rope.layout,
+                rope_setup.layout,
             )?;
         }
 
@@ -431,7 +447,7 @@ impl Llama {
                     c.head_dim,
                     cr,
                     sr,
-                    self.rope.layout,
+                    rope_setup.layout,
                 )?;
                 rope::apply_rotary_heads(
                     &mut k[i * kv..(i + 1) * kv],
@@ -439,7 +455,7 @@ impl Llama {
                     c.head_dim,
                     cr,
                     sr,
-                    self.rope.layout,
+                    rope_setup.layout,
                 )?;
             }
             cache.keys[li].extend_from_slice(&k);
