@@ -183,9 +183,13 @@ pub struct TensorInfo {
 }
 
 impl TensorInfo {
-    /// Number of elements (product of the dimensions; checked at parse time).
+    /// Number of elements (product of the dimensions; `u64::MAX` if that overflows, which
+    /// [`GgufFile::parse`] rejects).
     pub fn n_elements(&self) -> u64 {
-        self.dims.iter().product()
+        self.dims
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+            .unwrap_or(u64::MAX)
     }
 }
 
@@ -464,12 +468,20 @@ impl GgufFile {
             .ggml_type
             .block_layout()
             .ok_or_else(|| unsupported(info))?;
-        let size = info.n_elements() / per_block as u64 * block_bytes as u64;
-        let start = self.data_start + info.offset;
-        // Checked in `parse`; re-checked here so a hand-built TensorInfo cannot index out of range.
-        let range = usize::try_from(start)
-            .ok()
-            .zip(usize::try_from(start + size).ok());
+        // Checked in `parse`; re-checked here so a hand-built TensorInfo cannot overflow or index
+        // out of range.
+        let n = info
+            .dims
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d));
+        let size = n.and_then(|n| (n / per_block as u64).checked_mul(block_bytes as u64));
+        let start = self.data_start.checked_add(info.offset);
+        let range = start.zip(size).and_then(|(s, n)| {
+            Some((
+                usize::try_from(s).ok()?,
+                usize::try_from(s.checked_add(n)?).ok()?,
+            ))
+        });
         range
             .and_then(|(s, e)| self.bytes.get(s..e))
             .ok_or_else(|| Error::Gguf(format!("tensor `{}` lies outside the file", info.name)))

@@ -138,3 +138,57 @@ fn greedy_continuation_matches_hf() {
         );
     }
 }
+
+/// The tests above can fail: the half-split layout on GGUF (interleaved) q/k weights is a real
+/// bug and must change the prediction of the capital case away from HF's.
+#[test]
+fn half_split_layout_breaks_parity() {
+    let m = model();
+    let case = cases().into_iter().next().expect("at least one case");
+    let n = case.ids.len();
+    let positions: Vec<u64> = (0..n as u64).collect();
+    let mut wrong = m.llama.rope.clone();
+    wrong.layout = posenc_model::llama::RopeLayout::HalfSplit;
+    let mut cache = m.llama.new_cache(n);
+    let attend = vec![true; n];
+    let logits = m
+        .llama
+        .forward_rows_with(&wrong, &case.ids, &positions, &attend, &mut cache, &[n - 1])
+        .unwrap();
+    let worst = case
+        .top_ids
+        .iter()
+        .zip(&case.top_logits)
+        .map(|(&id, &want)| (logits[id as usize] - want).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        worst > 10.0 * LOGIT_TOL,
+        "half-split layout still within {worst}"
+    );
+}
+
+/// Full pass vs prefill + decode agree on the correct path and disagree when decode positions
+/// restart at 0 (a classic cache bug).
+#[test]
+fn check_decode_passes_correct_path_and_catches_wrong_positions() {
+    use posenc_model::diagnostics::{check_decode, DecodePath};
+    let m = model();
+    let case = cases().into_iter().nth(1).expect("a second case");
+    let ids = &case.ids[..64];
+    let good = check_decode(&m.llama, ids, &DecodePath::correct(&m.llama, ids.len(), 32)).unwrap();
+    assert!(good.pass, "correct path: max |Δ| {}", good.max_abs_diff);
+    eprintln!(
+        "check-decode correct path: max |Δlogit| {:e}",
+        good.max_abs_diff
+    );
+    let mut bad_path = DecodePath::correct(&m.llama, ids.len(), 32);
+    for p in bad_path.positions.iter_mut().skip(32) {
+        *p -= 32;
+    }
+    let bad = check_decode(&m.llama, ids, &bad_path).unwrap();
+    assert!(
+        !bad.pass && bad.max_abs_diff > 1.0,
+        "wrong positions: max |Δ| {}",
+        bad.max_abs_diff
+    );
+}
