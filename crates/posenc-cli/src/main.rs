@@ -5,12 +5,18 @@
 
 use clap::{Parser, Subcommand};
 
+mod core_cmds;
 mod model_cmd;
 mod serve;
+mod tables;
 
 /// Command-line interface of posenc.
 #[derive(Parser)]
-#[command(name = "posenc", version, about = "Transformer positional encodings, exact against Hugging Face")]
+#[command(
+    name = "posenc",
+    version,
+    about = "Transformer positional encodings, exact against Hugging Face"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -18,6 +24,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// RoPE inverse frequencies and cos/sin rows for a Hugging Face config.json.
+    Rope(core_cmds::RopeArgs),
+    /// A practitioner's report on a config.json: scheme, per-pair wavelengths, bands, base bound, lint.
+    Inspect(core_cmds::InspectArgs),
+    /// ALiBi slopes (and the bias matrix) for a number of heads.
+    Alibi(tables::AlibiArgs),
+    /// T5 relative-position buckets over a range of relative positions.
+    #[command(name = "t5-buckets")]
+    T5Buckets(tables::T5Args),
+    /// A sinusoidal position table.
+    Sinusoidal(tables::SinusoidalArgs),
     /// Run a real model (SmolLM2-135M) and position diagnostics on it.
     Model(model_cmd::ModelArgs),
     /// Serve the interactive explorer on 127.0.0.1.
@@ -28,13 +45,52 @@ enum Command {
 /// on stderr with exit status 2 (bad input); a subcommand that ran but found a failure returns 1.
 fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
+        Command::Rope(args) => core_cmds::rope(args),
+        Command::Inspect(args) => core_cmds::inspect(args),
+        Command::Alibi(args) => tables::alibi(args),
+        Command::T5Buckets(args) => tables::t5_buckets(args),
+        Command::Sinusoidal(args) => tables::sinusoidal(args),
         Command::Model(args) => model_cmd::run(args),
         Command::Serve(args) => serve::run(args),
     }
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                err.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                let _ = err.print();
+                std::process::exit(
+                    if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                        2
+                    } else {
+                        0
+                    },
+                );
+            }
+            // clap's message spans several lines (problem, usage, hints): keep the problem, on one line.
+            let rendered = err.render().to_string();
+            let problem: Vec<&str> = rendered
+                .lines()
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            let problem = problem.join(" ");
+            eprintln!(
+                "posenc: error: {} (see `posenc --help`)",
+                problem.trim_start_matches("error: ")
+            );
+            std::process::exit(2);
+        }
+    };
     let code = match run(cli) {
         Ok(code) => code,
         Err(err) => {

@@ -22,7 +22,6 @@ pub mod fetch;
 pub mod gguf;
 pub mod llama;
 mod matmul;
-mod rope_compat;
 pub mod tokenizer;
 
 pub use error::{Error, Result};

@@ -34,7 +34,7 @@
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
 use crate::matmul::{gemm_into, linear, View};
-use crate::rope_compat as rope;
+use posenc::rope;
 use rayon::prelude::*;
 
 pub use rope::{Precision, RopeLayout, RopeParams};

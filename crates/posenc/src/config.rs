@@ -1,1 +1,677 @@
-//! config (in progress).
+//! Reading RoPE settings from a Hugging Face `config.json`, and linting them.
+//!
+//! Accepted forms, as found on the Hub:
+//! * legacy: top-level `rope_theta` plus an optional `rope_scaling` block whose kind is spelled
+//!   `rope_type` or (older) `type`;
+//! * transformers v5: `rope_parameters`, either flat (`{"rope_type": ..., "rope_theta": ...}`) or
+//!   one block per layer type (`{"full_attention": {...}, "sliding_attention": {...}}`);
+//! * Gemma 3: `rope_theta` for global layers and `rope_local_base_freq` for sliding layers;
+//! * rotary width from `partial_rotary_factor` (Phi, Gemma 4), `rotary_pct` (GPT-NeoX) or
+//!   `rotary_dim`; head size from `head_dim` or `hidden_size / num_attention_heads`;
+//! * `original_max_position_embeddings` inside the scaling block or at top level (Phi-3).
+//!
+//! Missing required keys and impossible values are errors that name the key. Keys that are present
+//! but unused and suspicious values are returned as [`Lint`] warnings.
+
+use serde_json::{Map, Value};
+
+use crate::rope::{Llama3Params, LongRopeParams, RopeParams, RopeScaling, YarnParams};
+use crate::{Error, Result};
+
+/// The `rope_type` values posenc understands (`ntk` is posenc's static NTK; the rest are HF's).
+pub const KNOWN_ROPE_TYPES: &[&str] = &[
+    "default",
+    "linear",
+    "dynamic",
+    "yarn",
+    "longrope",
+    "llama3",
+    "proportional",
+    "ntk",
+];
+
+/// Largest accepted config text, in bytes.
+pub const MAX_CONFIG_BYTES: usize = 16 << 20;
+
+/// A warning about a config: the key it concerns and what is wrong.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Lint {
+    /// The config key (dotted path for nested keys).
+    pub key: String,
+    /// What looks wrong, and what HF will do with it.
+    pub message: String,
+}
+
+impl std::fmt::Display for Lint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// RoPE settings of one kind of attention layer.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LayerRope {
+    /// `"all"` for models with one setting, else the layer type (`full_attention`, `sliding_attention`).
+    pub layer_type: String,
+    /// The parameters for those layers.
+    pub params: RopeParams,
+}
+
+/// What posenc read from a `config.json`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ModelConfig {
+    /// `model_type`, when present.
+    pub model_type: Option<String>,
+    /// Head size used for RoPE.
+    pub head_dim: usize,
+    /// `num_attention_heads`, when present.
+    pub num_attention_heads: Option<usize>,
+    /// `num_key_value_heads`, when present.
+    pub num_key_value_heads: Option<usize>,
+    /// `max_position_embeddings` (the advertised context).
+    pub max_position_embeddings: usize,
+    /// The pre-training context, when the scaling names one.
+    pub original_max_position_embeddings: Option<usize>,
+    /// RoPE settings per layer type (one entry for most models).
+    pub layers: Vec<LayerRope>,
+    /// Lint warnings.
+    pub warnings: Vec<Lint>,
+}
+
+impl ModelConfig {
+    /// The RoPE parameters of global (full-attention) layers, or of all layers.
+    pub fn params(&self) -> &RopeParams {
+        self.layers
+            .iter()
+            .find(|l| l.layer_type == "full_attention")
+            .or_else(|| self.layers.first())
+            .map(|l| &l.params)
+            .expect("parse_config always yields at least one layer")
+    }
+}
+
+fn as_f64(v: &Value, key: &str) -> Result<f64> {
+    v.as_f64()
+        .ok_or_else(|| Error::invalid(key, format!("a number, got {v}")))
+}
+
+fn as_usize(v: &Value, key: &str) -> Result<usize> {
+    if let Some(u) = v.as_u64() {
+        return usize::try_from(u)
+            .map_err(|_| Error::invalid(key, "an integer that fits in memory"));
+    }
+    // Some configs write integers as floats (4096.0).
+    match v.as_f64() {
+        Some(f) if f >= 0.0 && f.fract() == 0.0 && f < 1e15 => Ok(f as usize),
+        _ => Err(Error::invalid(
+            key,
+            format!("a non-negative integer, got {v}"),
+        )),
+    }
+}
+
+fn get_f64(obj: &Map<String, Value>, key: &str, path: &str) -> Result<Option<f64>> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => as_f64(v, &format!("{path}{key}")).map(Some),
+    }
+}
+
+fn get_usize(obj: &Map<String, Value>, key: &str, path: &str) -> Result<Option<usize>> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => as_usize(v, &format!("{path}{key}")).map(Some),
+    }
+}
+
+fn require_f64(obj: &Map<String, Value>, key: &str, path: &str, rope_type: &str) -> Result<f64> {
+    get_f64(obj, key, path)?.ok_or_else(|| Error::MissingKey {
+        key: format!("{path}{key}"),
+        expected: format!("a number, required by rope_type `{rope_type}`"),
+    })
+}
+
+fn f64_list(obj: &Map<String, Value>, key: &str, path: &str, rope_type: &str) -> Result<Vec<f64>> {
+    let full = format!("{path}{key}");
+    match obj.get(key) {
+        None | Some(Value::Null) => Err(Error::MissingKey {
+            key: full,
+            expected: format!("a list of numbers, required by rope_type `{rope_type}`"),
+        }),
+        Some(Value::Array(items)) => items.iter().map(|v| as_f64(v, &full)).collect(),
+        Some(v) => Err(Error::invalid(full, format!("a list of numbers, got {v}"))),
+    }
+}
+
+/// Keys each rope type reads from its block (besides `rope_type`/`type`/`rope_theta`).
+fn used_keys(rope_type: &str) -> &'static [&'static str] {
+    match rope_type {
+        "default" => &[],
+        "linear" | "dynamic" | "ntk" => &["factor"],
+        "yarn" => &[
+            "factor",
+            "original_max_position_embeddings",
+            "beta_fast",
+            "beta_slow",
+            "mscale",
+            "mscale_all_dim",
+            "attention_factor",
+            "truncate",
+        ],
+        "llama3" => &[
+            "factor",
+            "low_freq_factor",
+            "high_freq_factor",
+            "original_max_position_embeddings",
+        ],
+        "longrope" => &[
+            "short_factor",
+            "long_factor",
+            "factor",
+            "attention_factor",
+            "original_max_position_embeddings",
+        ],
+        "proportional" => &["factor", "partial_rotary_factor"],
+        _ => &[],
+    }
+}
+
+/// Context shared by every layer block of one config.
+struct Globals {
+    head_dim: usize,
+    partial_rotary_factor: f64,
+    rotary_dim_override: Option<usize>,
+    max_position_embeddings: usize,
+    top_original: Option<usize>,
+}
+
+/// Parses a `config.json` text. Errors name the offending key; warnings are in the result.
+pub fn parse_config(text: &str) -> Result<ModelConfig> {
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(Error::TooLarge {
+            what: "config size in bytes".into(),
+            value: text.len() as u64,
+            cap: MAX_CONFIG_BYTES as u64,
+        });
+    }
+    let value: Value = serde_json::from_str(text).map_err(|e| Error::parse("config.json", e))?;
+    parse_config_value(&value)
+}
+
+/// Parses an already-decoded `config.json` value.
+pub fn parse_config_value(value: &Value) -> Result<ModelConfig> {
+    let root = value
+        .as_object()
+        .ok_or_else(|| Error::invalid("config.json", "a JSON object at top level"))?;
+    let mut warnings = Vec::new();
+    let model_type = root
+        .get("model_type")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+
+    let num_attention_heads = get_usize(root, "num_attention_heads", "")?;
+    let num_key_value_heads = get_usize(root, "num_key_value_heads", "")?;
+    let head_dim = match get_usize(root, "head_dim", "")? {
+        Some(h) => h,
+        None => {
+            let hidden = get_usize(root, "hidden_size", "")?.ok_or_else(|| Error::MissingKey {
+                key: "hidden_size".into(),
+                expected: "an integer (or give `head_dim`)".into(),
+            })?;
+            let heads = num_attention_heads.ok_or_else(|| Error::MissingKey {
+                key: "num_attention_heads".into(),
+                expected: "an integer (or give `head_dim`)".into(),
+            })?;
+            if heads == 0 {
+                return Err(Error::invalid(
+                    "num_attention_heads",
+                    "a positive integer, got 0",
+                ));
+            }
+            if hidden % heads != 0 {
+                warnings.push(Lint {
+                    key: "hidden_size".into(),
+                    message: format!("{hidden} is not divisible by num_attention_heads = {heads}; HF floors the head size"),
+                });
+            }
+            hidden / heads
+        }
+    };
+    if head_dim == 0 {
+        return Err(Error::invalid("head_dim", "a positive integer, got 0"));
+    }
+    if let (Some(q), Some(kv)) = (num_attention_heads, num_key_value_heads) {
+        if kv == 0 || q % kv != 0 {
+            return Err(Error::invalid(
+                "num_key_value_heads",
+                format!("a positive divisor of num_attention_heads = {q}, got {kv}"),
+            ));
+        }
+    }
+
+    let max_position_embeddings = match get_usize(root, "max_position_embeddings", "")? {
+        Some(m) if m > 0 => m,
+        Some(_) => {
+            return Err(Error::invalid(
+                "max_position_embeddings",
+                "a positive integer, got 0",
+            ))
+        }
+        None => {
+            warnings.push(Lint {
+                key: "max_position_embeddings".into(),
+                message: "missing; assuming 2048 (HF's usual default)".into(),
+            });
+            2048
+        }
+    };
+
+    let partial_rotary_factor = match (
+        get_f64(root, "partial_rotary_factor", "")?,
+        get_f64(root, "rotary_pct", "")?,
+    ) {
+        (Some(p), Some(_)) => {
+            warnings.push(Lint {
+                key: "rotary_pct".into(),
+                message:
+                    "both partial_rotary_factor and rotary_pct are set; using partial_rotary_factor"
+                        .into(),
+            });
+            p
+        }
+        (Some(p), None) | (None, Some(p)) => p,
+        (None, None) => 1.0,
+    };
+    if !(partial_rotary_factor > 0.0 && partial_rotary_factor <= 1.0) {
+        return Err(Error::invalid(
+            "partial_rotary_factor",
+            format!("a number in (0, 1], got {partial_rotary_factor}"),
+        ));
+    }
+    let rotary_dim_override = get_usize(root, "rotary_dim", "")?;
+    let top_original = get_usize(root, "original_max_position_embeddings", "")?;
+
+    let globals = Globals {
+        head_dim,
+        partial_rotary_factor,
+        rotary_dim_override,
+        max_position_embeddings,
+        top_original,
+    };
+
+    let top_theta = get_f64(root, "rope_theta", "")?;
+    let mut layers = Vec::new();
+    match (root.get("rope_parameters"), root.get("rope_scaling")) {
+        (Some(Value::Object(params)), legacy) => {
+            if legacy.is_some_and(|v| !v.is_null()) {
+                warnings.push(Lint {
+                    key: "rope_scaling".into(),
+                    message: "ignored: rope_parameters is present and takes precedence".into(),
+                });
+            }
+            let per_layer = params.values().all(Value::is_object) && !params.is_empty();
+            if per_layer {
+                for (layer_type, block) in params {
+                    let block = block.as_object().expect("checked is_object");
+                    let path = format!("rope_parameters.{layer_type}.");
+                    let p = parse_block(block, &path, top_theta, &globals, &mut warnings)?;
+                    layers.push(LayerRope {
+                        layer_type: layer_type.clone(),
+                        params: p,
+                    });
+                }
+            } else {
+                let p = parse_block(
+                    params,
+                    "rope_parameters.",
+                    top_theta,
+                    &globals,
+                    &mut warnings,
+                )?;
+                layers.push(LayerRope {
+                    layer_type: "all".into(),
+                    params: p,
+                });
+            }
+        }
+        (Some(v), _) if !v.is_null() => {
+            return Err(Error::invalid(
+                "rope_parameters",
+                format!("an object, got {v}"),
+            ));
+        }
+        (_, scaling) => {
+            let empty = Map::new();
+            let block = match scaling {
+                None | Some(Value::Null) => &empty,
+                Some(Value::Object(m)) => m,
+                Some(v) => {
+                    return Err(Error::invalid(
+                        "rope_scaling",
+                        format!("an object or null, got {v}"),
+                    ))
+                }
+            };
+            let theta = top_theta.or_else(|| {
+                warnings.push(Lint {
+                    key: "rope_theta".into(),
+                    message: "missing; using HF's default 10000".into(),
+                });
+                Some(10000.0)
+            });
+            let global = parse_block(block, "rope_scaling.", theta, &globals, &mut warnings)?;
+            if let Some(local_base) = get_f64(root, "rope_local_base_freq", "")? {
+                // Gemma 3: sliding-window layers use their own base and no scaling.
+                let local = RopeParams {
+                    base: local_base,
+                    scaling: RopeScaling::Default,
+                    ..global.clone()
+                };
+                local
+                    .validate()
+                    .map_err(|e| rename_field(e, "rope_theta", "rope_local_base_freq"))?;
+                layers.push(LayerRope {
+                    layer_type: "full_attention".into(),
+                    params: global,
+                });
+                layers.push(LayerRope {
+                    layer_type: "sliding_attention".into(),
+                    params: local,
+                });
+            } else {
+                layers.push(LayerRope {
+                    layer_type: "all".into(),
+                    params: global,
+                });
+            }
+        }
+    }
+
+    let original_max_position_embeddings = layers.iter().find_map(|l| match &l.params.scaling {
+        RopeScaling::Yarn(y) => Some(y.original_max_position_embeddings),
+        RopeScaling::Llama3(l) => Some(l.original_max_position_embeddings),
+        RopeScaling::LongRope(l) => Some(l.original_max_position_embeddings),
+        _ => None,
+    });
+
+    Ok(ModelConfig {
+        model_type,
+        head_dim,
+        num_attention_heads,
+        num_key_value_heads,
+        max_position_embeddings,
+        original_max_position_embeddings,
+        layers,
+        warnings,
+    })
+}
+
+fn rename_field(e: Error, from: &str, to: &str) -> Error {
+    match e {
+        Error::InvalidParameter { field, expected } if field == from => Error::InvalidParameter {
+            field: to.into(),
+            expected,
+        },
+        other => other,
+    }
+}
+
+/// Parses one scaling block (legacy `rope_scaling` or one `rope_parameters` entry).
+fn parse_block(
+    block: &Map<String, Value>,
+    path: &str,
+    top_theta: Option<f64>,
+    g: &Globals,
+    warnings: &mut Vec<Lint>,
+) -> Result<RopeParams> {
+    let type_key = |k: &str| -> Result<Option<String>> {
+        match block.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(v) => Err(Error::invalid(
+                format!("{path}{k}"),
+                format!("a string, got {v}"),
+            )),
+        }
+    };
+    let rope_type = match (type_key("rope_type")?, type_key("type")?) {
+        (Some(a), Some(b)) if a != b => {
+            warnings.push(Lint {
+                key: format!("{path}type"),
+                message: format!(
+                    "`type` = {b} disagrees with `rope_type` = {a}; HF uses rope_type"
+                ),
+            });
+            a
+        }
+        (Some(a), _) => a,
+        (None, Some(b)) => b,
+        (None, None) if block.is_empty() => "default".to_string(),
+        (None, None) => {
+            return Err(Error::MissingKey {
+                key: format!("{path}rope_type"),
+                expected: format!("one of {}", KNOWN_ROPE_TYPES.join(", ")),
+            })
+        }
+    };
+    let rope_type = match rope_type.as_str() {
+        "su" => {
+            warnings.push(Lint {
+                key: format!("{path}type"),
+                message: "`su` is the old name of `longrope`".into(),
+            });
+            "longrope".to_string()
+        }
+        _ => rope_type,
+    };
+    if !KNOWN_ROPE_TYPES.contains(&rope_type.as_str()) {
+        return Err(Error::UnknownRopeType {
+            found: rope_type,
+            known: KNOWN_ROPE_TYPES.join(", "),
+        });
+    }
+    let rt = rope_type.as_str();
+
+    let base = match get_f64(block, "rope_theta", path)? {
+        Some(b) => b,
+        None => top_theta.ok_or_else(|| Error::MissingKey {
+            key: format!("{path}rope_theta"),
+            expected: "a number (the RoPE base)".into(),
+        })?,
+    };
+
+    // Unused keys: present in the block but not read by this rope type.
+    let structural = ["rope_type", "type", "rope_theta", "partial_rotary_factor"];
+    for key in block.keys() {
+        if !structural.contains(&key.as_str()) && !used_keys(rt).contains(&key.as_str()) {
+            warnings.push(Lint {
+                key: format!("{path}{key}"),
+                message: format!("present but unused by rope_type `{rt}`"),
+            });
+        }
+    }
+
+    let partial = get_f64(block, "partial_rotary_factor", path)?.unwrap_or(g.partial_rotary_factor);
+    if !(partial > 0.0 && partial <= 1.0) {
+        return Err(Error::invalid(
+            format!("{path}partial_rotary_factor"),
+            format!("a number in (0, 1], got {partial}"),
+        ));
+    }
+    let mut rotary_dim = match g.rotary_dim_override {
+        Some(r) => r,
+        None => (g.head_dim as f64 * partial) as usize,
+    };
+    if rotary_dim % 2 != 0 || rotary_dim == 0 {
+        return Err(Error::invalid(
+            "rotary_dim",
+            format!(
+                "an even number > 0; head_dim {} × partial_rotary_factor {partial} gives {rotary_dim}",
+                g.head_dim
+            ),
+        ));
+    }
+
+    let original = |warnings: &mut Vec<Lint>| -> Result<Option<usize>> {
+        let inner = get_usize(block, "original_max_position_embeddings", path)?;
+        if let (Some(a), Some(b)) = (inner, g.top_original) {
+            if a != b {
+                warnings.push(Lint {
+                    key: format!("{path}original_max_position_embeddings"),
+                    message: format!("{a} disagrees with the top-level value {b}; using {a}"),
+                });
+            }
+        }
+        Ok(inner.or(g.top_original))
+    };
+
+    let factor_lint = |factor: f64, warnings: &mut Vec<Lint>| {
+        if factor < 1.0 {
+            warnings.push(Lint {
+                key: format!("{path}factor"),
+                message: format!("{factor} < 1 shrinks the context instead of extending it"),
+            });
+        }
+    };
+    let ratio_lint = |factor: f64, orig: usize, warnings: &mut Vec<Lint>| {
+        let ratio = g.max_position_embeddings as f64 / orig as f64;
+        if (ratio - factor).abs() > 1e-9 * factor.abs().max(1.0) {
+            warnings.push(Lint {
+                key: format!("{path}factor"),
+                message: format!(
+                    "max_position_embeddings / original_max_position_embeddings = {} / {orig} = {ratio} differs from factor = {factor}",
+                    g.max_position_embeddings
+                ),
+            });
+        }
+    };
+
+    let scaling = match rt {
+        "default" => RopeScaling::Default,
+        "linear" | "dynamic" | "ntk" => {
+            let factor = require_f64(block, "factor", path, rt)?;
+            factor_lint(factor, warnings);
+            match rt {
+                "linear" => RopeScaling::Linear { factor },
+                "dynamic" => RopeScaling::Dynamic { factor },
+                _ => RopeScaling::Ntk { factor },
+            }
+        }
+        "yarn" => {
+            let factor = require_f64(block, "factor", path, rt)?;
+            factor_lint(factor, warnings);
+            let orig = original(warnings)?.unwrap_or(g.max_position_embeddings);
+            ratio_lint(factor, orig, warnings);
+            let mut y = YarnParams::new(factor, orig);
+            // HF: `beta_fast or 32`, so 0 and null both fall back to the default.
+            if let Some(b) = get_f64(block, "beta_fast", path)?.filter(|&b| b != 0.0) {
+                y.beta_fast = b;
+            }
+            if let Some(b) = get_f64(block, "beta_slow", path)?.filter(|&b| b != 0.0) {
+                y.beta_slow = b;
+            }
+            if y.beta_fast < y.beta_slow {
+                warnings.push(Lint {
+                    key: format!("{path}beta_fast"),
+                    message: format!(
+                        "beta_fast = {} < beta_slow = {}: the ramp runs backwards",
+                        y.beta_fast, y.beta_slow
+                    ),
+                });
+            }
+            y.mscale = get_f64(block, "mscale", path)?;
+            y.mscale_all_dim = get_f64(block, "mscale_all_dim", path)?;
+            y.attention_factor = get_f64(block, "attention_factor", path)?;
+            y.truncate = match block.get("truncate") {
+                None | Some(Value::Null) => true,
+                Some(Value::Bool(b)) => *b,
+                Some(v) => {
+                    return Err(Error::invalid(
+                        format!("{path}truncate"),
+                        format!("true or false, got {v}"),
+                    ))
+                }
+            };
+            RopeScaling::Yarn(y)
+        }
+        "llama3" => {
+            let factor = require_f64(block, "factor", path, rt)?;
+            factor_lint(factor, warnings);
+            let orig = original(warnings)?.ok_or_else(|| Error::MissingKey {
+                key: format!("{path}original_max_position_embeddings"),
+                expected: "an integer, required by rope_type `llama3`".into(),
+            })?;
+            ratio_lint(factor, orig, warnings);
+            RopeScaling::Llama3(Llama3Params {
+                factor,
+                low_freq_factor: require_f64(block, "low_freq_factor", path, rt)?,
+                high_freq_factor: require_f64(block, "high_freq_factor", path, rt)?,
+                original_max_position_embeddings: orig,
+            })
+        }
+        "longrope" => {
+            let short_factor = f64_list(block, "short_factor", path, rt)?;
+            let long_factor = f64_list(block, "long_factor", path, rt)?;
+            for (name, list) in [
+                ("short_factor", &short_factor),
+                ("long_factor", &long_factor),
+            ] {
+                if list.len() != rotary_dim / 2 {
+                    warnings.push(Lint {
+                        key: format!("{path}{name}"),
+                        message: format!(
+                            "{} entries, expected rotary_dim/2 = {}",
+                            list.len(),
+                            rotary_dim / 2
+                        ),
+                    });
+                }
+            }
+            let factor = get_f64(block, "factor", path)?;
+            let orig = original(warnings)?.unwrap_or(g.max_position_embeddings);
+            if let Some(f) = factor {
+                factor_lint(f, warnings);
+                ratio_lint(f, orig, warnings);
+            }
+            RopeScaling::LongRope(LongRopeParams {
+                short_factor,
+                long_factor,
+                factor,
+                attention_factor: get_f64(block, "attention_factor", path)?,
+                original_max_position_embeddings: orig,
+            })
+        }
+        "proportional" => {
+            let factor = get_f64(block, "factor", path)?.unwrap_or(1.0);
+            // Proportional RoPE always encodes the whole head; `partial` picks how many pairs turn.
+            let rope_angles = ((partial * g.head_dim as f64) / 2.0).floor() as usize;
+            rotary_dim = g.head_dim - g.head_dim % 2;
+            RopeScaling::Proportional {
+                factor,
+                rope_angles,
+            }
+        }
+        _ => unreachable!("checked against KNOWN_ROPE_TYPES"),
+    };
+    let params = RopeParams {
+        base,
+        head_dim: g.head_dim,
+        rotary_dim,
+        max_position_embeddings: g.max_position_embeddings,
+        scaling,
+    };
+    // Frequency-list lengths were linted above; everything else must validate now.
+    match params.validate() {
+        Ok(()) => {}
+        Err(Error::InvalidParameter { field, .. })
+            if field == "short_factor" || field == "long_factor" => {}
+        Err(Error::InvalidParameter { field, expected }) if block.contains_key(&field) => {
+            return Err(Error::InvalidParameter {
+                field: format!("{path}{field}"),
+                expected,
+            })
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(params)
+}

@@ -74,17 +74,27 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// Shorthand for [`Error::InvalidParameter`].
     pub fn invalid(field: impl Into<String>, expected: impl Into<String>) -> Self {
-        Error::InvalidParameter { field: field.into(), expected: expected.into() }
+        Error::InvalidParameter {
+            field: field.into(),
+            expected: expected.into(),
+        }
     }
 
     /// Shorthand for [`Error::Shape`].
     pub fn shape(what: impl Into<String>, expected: impl ToString, got: impl ToString) -> Self {
-        Error::Shape { what: what.into(), expected: expected.to_string(), got: got.to_string() }
+        Error::Shape {
+            what: what.into(),
+            expected: expected.to_string(),
+            got: got.to_string(),
+        }
     }
 
     /// Shorthand for [`Error::Parse`].
     pub fn parse(what: impl Into<String>, message: impl ToString) -> Self {
-        Error::Parse { what: what.into(), message: message.to_string() }
+        Error::Parse {
+            what: what.into(),
+            message: message.to_string(),
+        }
     }
 }
 
@@ -93,7 +103,10 @@ pub(crate) fn check_positive(field: &str, value: f64) -> Result<f64> {
     if value.is_finite() && value > 0.0 {
         Ok(value)
     } else {
-        Err(Error::invalid(field, format!("a finite number > 0, got {value}")))
+        Err(Error::invalid(
+            field,
+            format!("a finite number > 0, got {value}"),
+        ))
     }
 }
 
@@ -102,14 +115,21 @@ pub(crate) fn check_finite(field: &str, value: f64) -> Result<f64> {
     if value.is_finite() {
         Ok(value)
     } else {
-        Err(Error::invalid(field, format!("a finite number, got {value}")))
+        Err(Error::invalid(
+            field,
+            format!("a finite number, got {value}"),
+        ))
     }
 }
 
 /// Checks that `value` does not exceed `cap`.
 pub(crate) fn check_cap(what: &str, value: u64, cap: u64) -> Result<()> {
     if value > cap {
-        Err(Error::TooLarge { what: what.into(), value, cap })
+        Err(Error::TooLarge {
+            what: what.into(),
+            value,
+            cap,
+        })
     } else {
         Ok(())
     }

@@ -1,0 +1,287 @@
+//! Config parsing: every form found on the Hub, errors that name the key, lint warnings, and
+//! no panic on malformed input.
+
+use posenc::config::{parse_config, KNOWN_ROPE_TYPES};
+use posenc::rope::{deepseek_softmax_scale_correction, Precision, RopeScaling};
+use posenc::Error;
+use proptest::prelude::*;
+
+fn warnings(text: &str) -> Vec<String> {
+    parse_config(text)
+        .unwrap()
+        .warnings
+        .iter()
+        .map(|w| w.to_string())
+        .collect()
+}
+
+#[test]
+fn v5_flat_rope_parameters() {
+    let cfg = parse_config(
+        r#"{"hidden_size": 4096, "num_attention_heads": 32, "max_position_embeddings": 32768,
+            "rope_parameters": {"rope_type": "yarn", "rope_theta": 1000000.0, "factor": 4.0,
+                                "original_max_position_embeddings": 8192}}"#,
+    )
+    .unwrap();
+    assert_eq!(cfg.layers.len(), 1);
+    let p = cfg.params();
+    assert_eq!(p.base, 1e6);
+    assert_eq!(p.rotary_dim, 128);
+    match &p.scaling {
+        RopeScaling::Yarn(y) => {
+            assert_eq!(y.original_max_position_embeddings, 8192);
+            assert_eq!((y.beta_fast, y.beta_slow, y.truncate), (32.0, 1.0, true));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(cfg.original_max_position_embeddings, Some(8192));
+}
+
+#[test]
+fn v5_per_layer_rope_parameters() {
+    let cfg = parse_config(
+        r#"{"head_dim": 256, "hidden_size": 2560, "num_attention_heads": 8, "max_position_embeddings": 131072,
+            "rope_parameters": {
+              "full_attention": {"rope_type": "linear", "rope_theta": 1000000.0, "factor": 8.0},
+              "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}}}"#,
+    )
+    .unwrap();
+    assert_eq!(cfg.layers.len(), 2);
+    assert_eq!(cfg.params().scaling, RopeScaling::Linear { factor: 8.0 });
+    let sliding = cfg
+        .layers
+        .iter()
+        .find(|l| l.layer_type == "sliding_attention")
+        .unwrap();
+    assert_eq!(sliding.params.base, 10000.0);
+    assert_eq!(sliding.params.rotary_dim, 256);
+}
+
+#[test]
+fn gemma3_local_base() {
+    let cfg = parse_config(
+        r#"{"head_dim": 256, "num_attention_heads": 8, "hidden_size": 2560, "max_position_embeddings": 131072,
+            "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0,
+            "rope_scaling": {"rope_type": "linear", "factor": 8.0}}"#,
+    )
+    .unwrap();
+    let types: Vec<&str> = cfg.layers.iter().map(|l| l.layer_type.as_str()).collect();
+    assert_eq!(types, ["full_attention", "sliding_attention"]);
+    assert_eq!(cfg.layers[1].params.scaling, RopeScaling::Default);
+    assert_eq!(cfg.layers[1].params.base, 10000.0);
+}
+
+#[test]
+fn legacy_forms_and_rotary_width() {
+    // GPT-NeoX: rotary_pct.
+    let cfg = parse_config(r#"{"hidden_size": 2048, "num_attention_heads": 16, "rotary_pct": 0.25, "rope_theta": 10000}"#).unwrap();
+    assert_eq!(cfg.params().rotary_dim, 32);
+    // head_dim wins over hidden_size / heads (Gemma, SmolLM2).
+    let cfg = parse_config(
+        r#"{"hidden_size": 576, "num_attention_heads": 9, "head_dim": 64, "rope_theta": 100000}"#,
+    )
+    .unwrap();
+    assert_eq!(cfg.head_dim, 64);
+    // `type` spelling.
+    let cfg = parse_config(r#"{"hidden_size": 64, "num_attention_heads": 1, "rope_scaling": {"type": "dynamic", "factor": 2.0}}"#).unwrap();
+    assert_eq!(cfg.params().scaling, RopeScaling::Dynamic { factor: 2.0 });
+}
+
+#[test]
+fn missing_and_bad_keys_are_errors_naming_them() {
+    let err = parse_config(r#"{"num_attention_heads": 8}"#).unwrap_err();
+    assert!(
+        matches!(&err, Error::MissingKey { key, .. } if key == "hidden_size"),
+        "{err}"
+    );
+    let err = parse_config(r#"{"hidden_size": 512, "num_attention_heads": 8, "rope_scaling": {"rope_type": "linear"}}"#).unwrap_err();
+    assert!(err.to_string().contains("rope_scaling.factor"), "{err}");
+    let err = parse_config(r#"{"hidden_size": 512, "num_attention_heads": 8, "rope_scaling": {"rope_type": "linear", "factor": -2}}"#).unwrap_err();
+    assert!(
+        err.to_string().contains("factor") && err.to_string().contains("-2"),
+        "{err}"
+    );
+    // Odd rotary dimension: 64 * 0.3 = 19.2 -> 19.
+    let err = parse_config(
+        r#"{"hidden_size": 512, "num_attention_heads": 8, "partial_rotary_factor": 0.3}"#,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("rotary_dim"), "{err}");
+    let err = parse_config(r#"{"hidden_size": 512, "num_attention_heads": 0}"#).unwrap_err();
+    assert!(err.to_string().contains("num_attention_heads"), "{err}");
+    let err = parse_config(r#"{"hidden_size": 512, "num_attention_heads": 8, "rope_scaling": {"rope_type": "llama3", "factor": 8.0,
+        "low_freq_factor": 1.0, "high_freq_factor": 4.0}}"#).unwrap_err();
+    assert!(
+        err.to_string().contains("original_max_position_embeddings"),
+        "{err}"
+    );
+    let err = parse_config(r#"{"hidden_size": 512, "num_attention_heads": 8, "rope_theta": -5}"#)
+        .unwrap_err();
+    assert!(err.to_string().contains("rope_theta"), "{err}");
+}
+
+#[test]
+fn unknown_rope_type_lists_the_known_ones() {
+    let err = parse_config(r#"{"hidden_size": 512, "num_attention_heads": 8, "rope_scaling": {"rope_type": "xpos", "factor": 2}}"#).unwrap_err();
+    match err {
+        Error::UnknownRopeType { found, known } => {
+            assert_eq!(found, "xpos");
+            for k in KNOWN_ROPE_TYPES {
+                assert!(known.contains(k));
+            }
+        }
+        other => panic!("{other}"),
+    }
+}
+
+#[test]
+fn lint_warnings() {
+    let base = r#""hidden_size": 512, "num_attention_heads": 8, "max_position_embeddings": 8192"#;
+    let w = warnings(&format!(
+        r#"{{{base}, "rope_scaling": {{"rope_type": "linear", "factor": 0.5}}}}"#
+    ));
+    assert!(
+        w.iter().any(|w| w.contains("factor") && w.contains("< 1")),
+        "{w:?}"
+    );
+    let w = warnings(&format!(
+        r#"{{{base}, "rope_scaling": {{"rope_type": "linear", "factor": 2, "low_freq_factor": 1}}}}"#
+    ));
+    assert!(
+        w.iter()
+            .any(|w| w.contains("low_freq_factor") && w.contains("unused")),
+        "{w:?}"
+    );
+    let w = warnings(&format!(
+        r#"{{{base}, "rope_scaling": {{"rope_type": "yarn", "factor": 4, "beta_fast": 1, "beta_slow": 32, "original_max_position_embeddings": 2048}}}}"#
+    ));
+    assert!(w.iter().any(|w| w.contains("beta_fast")), "{w:?}");
+    assert!(
+        !w.iter().any(|w| w.contains("differs from factor")),
+        "8192/2048 = 4: {w:?}"
+    );
+    let w = warnings(&format!(
+        r#"{{{base}, "rope_scaling": {{"rope_type": "yarn", "factor": 8, "original_max_position_embeddings": 2048}}}}"#
+    ));
+    assert!(w.iter().any(|w| w.contains("differs from factor")), "{w:?}");
+    // A clean config has no warnings.
+    assert!(warnings(&format!(r#"{{{base}, "rope_theta": 10000}}"#)).is_empty());
+}
+
+#[test]
+fn longrope_list_of_wrong_length_warns_then_errors() {
+    let cfg = parse_config(
+        r#"{"hidden_size": 64, "num_attention_heads": 8, "max_position_embeddings": 4096, "original_max_position_embeddings": 1024,
+            "rope_scaling": {"type": "longrope", "short_factor": [1, 1, 1], "long_factor": [1, 2, 3, 4]}}"#,
+    )
+    .unwrap();
+    assert!(cfg.warnings.iter().any(|w| w.key.ends_with("short_factor")));
+    let err = cfg
+        .params()
+        .frequencies(None, Precision::Exact)
+        .unwrap_err();
+    assert!(err.to_string().contains("short_factor"), "{err}");
+}
+
+#[test]
+fn deepseek_yarn_attention_factor() {
+    // DeepSeek-V3: mscale = mscale_all_dim = 1, so the RoPE attention factor is 1 and the softmax
+    // scale correction is (0.1 ln 40 + 1)^2.
+    let cfg = parse_config(
+        r#"{"hidden_size": 7168, "num_attention_heads": 128, "head_dim": 64, "max_position_embeddings": 163840,
+            "rope_theta": 10000, "rope_scaling": {"type": "yarn", "factor": 40, "beta_fast": 32, "beta_slow": 1,
+            "mscale": 1.0, "mscale_all_dim": 1.0, "original_max_position_embeddings": 4096}}"#,
+    )
+    .unwrap();
+    let f = cfg.params().frequencies(None, Precision::Exact).unwrap();
+    assert!((f.attention_factor - 1.0).abs() < 1e-12);
+    let expected = (0.1f64 * 40f64.ln() + 1.0).powi(2);
+    assert!((deepseek_softmax_scale_correction(40.0, 1.0) - expected).abs() < 1e-12);
+    // mscale 0.707 / mscale_all_dim 1 (other DeepSeek variants): ratio of the two mscales.
+    let y = posenc::rope::YarnParams {
+        mscale: Some(0.707),
+        mscale_all_dim: Some(1.0),
+        ..posenc::rope::YarnParams::new(40.0, 4096)
+    };
+    let want = (0.1 * 0.707 * 40f64.ln() + 1.0) / (0.1 * 40f64.ln() + 1.0);
+    assert!((posenc::rope::yarn_attention_factor(&y) - want).abs() < 1e-12);
+}
+
+#[test]
+fn yarn_without_truncation_uses_fractional_bounds() {
+    let mut y = posenc::rope::YarnParams::new(32.0, 4096);
+    y.truncate = false;
+    let (low, high) = posenc::rope::yarn_correction_range(&y, 64, 150000.0);
+    assert!(low.fract() != 0.0 && high.fract() != 0.0, "{low} {high}");
+    y.truncate = true;
+    let (low_t, high_t) = posenc::rope::yarn_correction_range(&y, 64, 150000.0);
+    assert_eq!((low_t, high_t), (low.floor(), high.ceil()));
+}
+
+#[test]
+fn malformed_json_is_an_error_not_a_panic() {
+    for text in [
+        "",
+        "{",
+        "[]",
+        "null",
+        "42",
+        r#"{"hidden_size": "big"}"#,
+        r#"{"hidden_size": 1e400}"#,
+        "NaN",
+        r#"{"hidden_size": 64, "num_attention_heads": 1, "rope_scaling": [1]}"#,
+        r#"{"hidden_size": 64, "num_attention_heads": 1, "rope_parameters": 3}"#,
+        r#"{"hidden_size": 64, "num_attention_heads": 1, "rope_scaling": {"rope_type": 7}}"#,
+    ] {
+        assert!(parse_config(text).is_err(), "{text}");
+    }
+}
+
+fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        (-1e7f64..1e7).prop_map(serde_json::Value::from),
+        (0u64..200_000).prop_map(serde_json::Value::from),
+        "[a-z_]{0,12}".prop_map(serde_json::Value::from),
+        prop::collection::vec(-5.0f64..50.0, 0..70).prop_map(serde_json::Value::from),
+    ]
+}
+
+proptest! {
+    /// Random values under the keys posenc reads: parsing and computing frequencies return
+    /// Ok or Err, never panic.
+    #[test]
+    fn random_configs_never_panic(
+        entries in prop::collection::vec((prop::sample::select(vec![
+            "hidden_size", "num_attention_heads", "num_key_value_heads", "head_dim", "max_position_embeddings",
+            "rope_theta", "partial_rotary_factor", "rotary_pct", "original_max_position_embeddings", "rope_local_base_freq"]),
+            json_value()), 0..8),
+        scaling in prop::collection::vec((prop::sample::select(vec![
+            "rope_type", "type", "factor", "beta_fast", "beta_slow", "mscale", "mscale_all_dim", "attention_factor",
+            "low_freq_factor", "high_freq_factor", "original_max_position_embeddings", "short_factor", "long_factor", "truncate"]),
+            json_value()), 0..8),
+        rope_type in prop::sample::select(KNOWN_ROPE_TYPES.to_vec()),
+        seq_len in prop::option::of(0usize..300_000),
+    ) {
+        let mut root = serde_json::Map::new();
+        root.insert("hidden_size".into(), 512.into());
+        root.insert("num_attention_heads".into(), 8.into());
+        for (k, v) in entries { root.insert(k.into(), v); }
+        let mut block = serde_json::Map::new();
+        block.insert("rope_type".into(), rope_type.into());
+        for (k, v) in scaling { block.insert(k.into(), v); }
+        root.insert("rope_scaling".into(), serde_json::Value::Object(block));
+        let text = serde_json::Value::Object(root).to_string();
+        if let Ok(cfg) = parse_config(&text) {
+            for layer in &cfg.layers {
+                for precision in [Precision::Exact, Precision::Hf] {
+                    if let Ok(f) = layer.params.frequencies(seq_len, precision) {
+                        prop_assert!(f.inv_freq.iter().all(|x| x.is_finite() && *x >= 0.0));
+                        prop_assert!(f.attention_factor.is_finite());
+                    }
+                }
+            }
+        }
+    }
+}
