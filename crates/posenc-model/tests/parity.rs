@@ -192,3 +192,44 @@ fn check_decode_passes_correct_path_and_catches_wrong_positions() {
         bad.max_abs_diff
     );
 }
+
+/// Left padding as in a batched, left-padded run: padding tokens are never attended to and the
+/// real tokens get positions `cumsum(mask) − 1`, so their logits equal the unpadded run's.
+#[test]
+fn left_padding_with_masked_keys_matches_unpadded() {
+    let m = model();
+    let case = cases().into_iter().next().expect("at least one case");
+    let n = case.ids.len();
+    let vocab = m.llama.config.vocab_size;
+    let positions: Vec<u64> = (0..n as u64).collect();
+    let rows: Vec<usize> = (0..n).collect();
+    let mut cache = m.llama.new_cache(n);
+    let plain = m
+        .llama
+        .forward_rows(&case.ids, &positions, &vec![true; n], &mut cache, &rows)
+        .unwrap();
+
+    let pad = 3;
+    let pad_id = 2; // any valid id: padding is masked out
+    let ids: Vec<u32> = std::iter::repeat_n(pad_id, pad)
+        .chain(case.ids.iter().copied())
+        .collect();
+    let attend: Vec<bool> = (0..pad + n).map(|i| i >= pad).collect();
+    // cumsum(mask) − 1, with padding slots set to 1 as HF's generate does.
+    let padded_pos: Vec<u64> = (0..pad + n)
+        .map(|i| if i < pad { 1 } else { (i - pad) as u64 })
+        .collect();
+    let rows: Vec<usize> = (pad..pad + n).collect();
+    let mut cache = m.llama.new_cache(pad + n);
+    let padded = m
+        .llama
+        .forward_rows(&ids, &padded_pos, &attend, &mut cache, &rows)
+        .unwrap();
+    let worst = plain
+        .iter()
+        .zip(&padded)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert_eq!(padded.len(), n * vocab);
+    assert!(worst < 1e-3, "left-padded run differs by {worst}");
+}
