@@ -33,7 +33,7 @@
 
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
-use crate::matmul::{gemm_into, linear, View};
+use crate::matmul::{dot, gemm_into, linear, View};
 use posenc::rope;
 use rayon::prelude::*;
 
@@ -43,6 +43,8 @@ pub use rope::{Precision, RopeLayout, RopeParams};
 pub const MAX_CACHE_TOKENS: usize = 1 << 15;
 /// Query rows per attention block (bounds the score buffer to `block × keys`).
 const QUERY_BLOCK: usize = 64;
+/// Query blocks up to this many rows use dot products instead of GEMM (decode steps).
+const SMALL_ROWS: usize = 2;
 
 /// Hyper-parameters read from `llama.*` metadata.
 #[derive(Debug, Clone, PartialEq)]
@@ -581,23 +583,36 @@ fn attention(
             let rows = i1 - i0;
             let n_keys = past + i1;
             let mut scores = vec![0.0f32; rows * n_keys];
-            let qa = View {
-                data: q,
-                offset: i0 * d + h * hd,
-                rows,
-                cols: hd,
-                rs: d,
-                cs: 1,
-            };
-            let kt = View {
-                data: keys,
-                offset: g * hd,
-                rows: hd,
-                cols: n_keys,
-                rs: 1,
-                cs: kv,
-            };
-            gemm_into(qa, kt, &mut scores, n_keys);
+            if rows <= SMALL_ROWS {
+                // Decode: dot products straight from the cache (a GEMM would first copy the keys).
+                for (r, row) in scores.chunks_exact_mut(n_keys).enumerate() {
+                    let q0 = (i0 + r) * d + h * hd;
+                    for (j, s) in row.iter_mut().enumerate() {
+                        *s = dot(
+                            &q[q0..q0 + hd],
+                            &keys[j * kv + g * hd..j * kv + (g + 1) * hd],
+                        );
+                    }
+                }
+            } else {
+                let qa = View {
+                    data: q,
+                    offset: i0 * d + h * hd,
+                    rows,
+                    cols: hd,
+                    rs: d,
+                    cs: 1,
+                };
+                let kt = View {
+                    data: keys,
+                    offset: g * hd,
+                    rows: hd,
+                    cols: n_keys,
+                    rs: 1,
+                    cs: kv,
+                };
+                gemm_into(qa, kt, &mut scores, n_keys);
+            }
             for (r, row) in scores.chunks_exact_mut(n_keys).enumerate() {
                 let visible = past + i0 + r + 1;
                 let mut max = f32::NEG_INFINITY;
@@ -625,23 +640,34 @@ fn attention(
                 }
             }
             let mut out = vec![0.0f32; rows * hd];
-            let pa = View {
-                data: &scores,
-                offset: 0,
-                rows,
-                cols: n_keys,
-                rs: n_keys,
-                cs: 1,
-            };
-            let vb = View {
-                data: values,
-                offset: g * hd,
-                rows: n_keys,
-                cols: hd,
-                rs: kv,
-                cs: 1,
-            };
-            gemm_into(pa, vb, &mut out, hd);
+            if rows <= SMALL_ROWS {
+                for (o, p) in out.chunks_exact_mut(hd).zip(scores.chunks_exact(n_keys)) {
+                    for (j, &pj) in p.iter().enumerate() {
+                        let vj = &values[j * kv + g * hd..j * kv + (g + 1) * hd];
+                        for (a, &b) in o.iter_mut().zip(vj) {
+                            *a += pj * b;
+                        }
+                    }
+                }
+            } else {
+                let pa = View {
+                    data: &scores,
+                    offset: 0,
+                    rows,
+                    cols: n_keys,
+                    rs: n_keys,
+                    cs: 1,
+                };
+                let vb = View {
+                    data: values,
+                    offset: g * hd,
+                    rows: n_keys,
+                    cols: hd,
+                    rs: kv,
+                    cs: 1,
+                };
+                gemm_into(pa, vb, &mut out, hd);
+            }
             (h, i0, out)
         })
         .collect();

@@ -156,7 +156,7 @@ pub(crate) fn linear(x: &[f32], n: usize, k: usize, w: &[f32], m: usize) -> Vec<
 /// Dot product with 16 independent accumulators (vectorizes; order differs from a plain sum).
 /// Compiled for AVX2 as well as the baseline, picked at run time.
 #[multiversion::multiversion(targets("x86_64+avx2+fma", "x86_64+avx"))]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 16];
     let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
     let tail: f32 = ca
