@@ -571,6 +571,7 @@ fn attention(
     let group = c.n_heads / c.n_kv_heads;
     let scale = 1.0 / (hd as f32).sqrt();
     let blocks = n.div_ceil(QUERY_BLOCK);
+    let has_padding = attend.iter().any(|&a| !a);
     let jobs: Vec<(usize, usize)> = (0..c.n_heads)
         .flat_map(|h| (0..blocks).map(move |b| (h, b)))
         .collect();
@@ -615,27 +616,31 @@ fn attention(
             }
             for (r, row) in scores.chunks_exact_mut(n_keys).enumerate() {
                 let visible = past + i0 + r + 1;
-                let mut max = f32::NEG_INFINITY;
-                for (j, s) in row.iter_mut().enumerate() {
-                    if j < visible && attend[j] {
-                        *s *= scale;
-                        max = max.max(*s);
-                    } else {
-                        *s = f32::NEG_INFINITY;
+                let (live, hidden) = row.split_at_mut(visible);
+                hidden.fill(0.0);
+                for s in live.iter_mut() {
+                    *s *= scale;
+                }
+                if has_padding {
+                    for (s, &a) in live.iter_mut().zip(attend) {
+                        if !a {
+                            *s = f32::NEG_INFINITY;
+                        }
                     }
                 }
+                let max = live.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                 if max == f32::NEG_INFINITY {
                     // Nothing visible (a padding row at the start): output zeros.
-                    row.fill(0.0);
+                    live.fill(0.0);
                     continue;
                 }
                 let mut sum = 0.0f32;
-                for s in row.iter_mut() {
+                for s in live.iter_mut() {
                     *s = (*s - max).exp();
                     sum += *s;
                 }
                 let inv = 1.0 / sum;
-                for s in row.iter_mut() {
+                for s in live.iter_mut() {
                     *s *= inv;
                 }
             }
