@@ -233,3 +233,44 @@ fn left_padding_with_masked_keys_matches_unpadded() {
     assert_eq!(padded.len(), n * vocab);
     assert!(worst < 1e-3, "left-padded run differs by {worst}");
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+    /// Byte-level BPE is lossless: decoding the ids of any text gives the text back, and every id
+    /// is inside the vocabulary.
+    #[test]
+    fn real_tokenizer_roundtrips_any_text(s in "\\PC{0,60}") {
+        let t = &model().tokenizer;
+        let ids = t.encode(&s).unwrap();
+        proptest::prop_assert!(ids.iter().all(|&i| (i as usize) < t.vocab_size()));
+        proptest::prop_assert_eq!(t.decode(&ids).unwrap(), s);
+    }
+}
+
+/// RoPE attention scores depend only on position differences, so shifting every position by the
+/// same offset leaves the logits unchanged (up to float rounding of the angles).
+#[test]
+fn shifting_all_positions_leaves_logits_unchanged() {
+    let m = model();
+    let case = cases().into_iter().next().expect("at least one case");
+    let n = case.ids.len();
+    let mut rope = m.llama.rope.clone();
+    rope.precision = posenc::rope::Precision::Exact;
+    let attend = vec![true; n];
+    let run = |offset: u64| {
+        let positions: Vec<u64> = (offset..offset + n as u64).collect();
+        let mut cache = m.llama.new_cache(n);
+        m.llama
+            .forward_rows_with(&rope, &case.ids, &positions, &attend, &mut cache, &[n - 1])
+            .unwrap()
+    };
+    let base = run(0);
+    let shifted = run(1000);
+    let worst = base
+        .iter()
+        .zip(&shifted)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < LOGIT_TOL, "shift by 1000 changed logits by {worst}");
+    assert_eq!(top_k(&base, 20), top_k(&shifted, 20));
+}
