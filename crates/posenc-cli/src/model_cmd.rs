@@ -231,16 +231,19 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<i32> {
     ids.truncate(a.tokens);
     let positions: Vec<u64> = (0..a.tokens as u64).collect();
     let mut cache = model.llama.new_cache(total);
-    let t0 = Instant::now();
+    let (t0, c0) = (Instant::now(), process_cpu_seconds());
     let mut logits = model.llama.forward(&ids, &positions, &mut cache)?;
     let prefill_s = t0.elapsed().as_secs_f64();
-    let t1 = Instant::now();
+    let (t1, c1) = (Instant::now(), process_cpu_seconds());
     for _ in 0..a.decode {
         let next = posenc_model::llama::argmax(&logits);
         let pos = cache.len() as u64;
         logits = model.llama.forward(&[next], &[pos], &mut cache)?;
     }
     let decode_s = t1.elapsed().as_secs_f64();
+    let c2 = process_cpu_seconds();
+    let prefill_cpu_s = c0.zip(c1).map(|(a, b)| b - a);
+    let decode_cpu_s = c1.zip(c2).map(|(a, b)| b - a);
     let prefill_tps = a.tokens as f64 / prefill_s;
     let decode_tps = if a.decode > 0 {
         a.decode as f64 / decode_s
@@ -251,17 +254,21 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<i32> {
         let out = serde_json::json!({
             "prefill_tokens": a.tokens, "prefill_s": prefill_s, "prefill_tokens_per_s": prefill_tps,
             "decode_tokens": a.decode, "decode_s": decode_s, "decode_tokens_per_s": decode_tps,
+            "prefill_cpu_s": prefill_cpu_s, "decode_cpu_s": decode_cpu_s,
             "cpus": available_cpus(),
         });
         println!("{out}");
     } else {
+        let cpu = |c: Option<f64>| c.map(|c| format!(", {c:.2} s CPU")).unwrap_or_default();
         println!(
-            "prefill {} tokens: {prefill_s:.3} s ({prefill_tps:.1} tokens/s)",
-            a.tokens
+            "prefill {} tokens: {prefill_s:.3} s ({prefill_tps:.1} tokens/s{})",
+            a.tokens,
+            cpu(prefill_cpu_s)
         );
         println!(
-            "decode  {} tokens: {decode_s:.3} s ({decode_tps:.1} tokens/s)",
-            a.decode
+            "decode  {} tokens: {decode_s:.3} s ({decode_tps:.1} tokens/s{})",
+            a.decode,
+            cpu(decode_cpu_s)
         );
     }
     Ok(0)
@@ -271,4 +278,16 @@ fn available_cpus() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
+}
+
+/// User + system CPU time of this process (all threads) from `/proc/self/stat`, in seconds
+/// (Linux only; `None` elsewhere). Shows how much of a wall-clock time other load took.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // The kernel reports in USER_HZ, which is 100 on every mainstream Linux platform.
+    Some(ticks / 100.0)
 }

@@ -572,6 +572,9 @@ fn attention(
     let scale = 1.0 / (hd as f32).sqrt();
     let blocks = n.div_ceil(QUERY_BLOCK);
     let has_padding = attend.iter().any(|&a| !a);
+    if n == 1 {
+        return attention_one(c, q, past, keys, values, has_padding.then_some(attend));
+    }
     let jobs: Vec<(usize, usize)> = (0..c.n_heads)
         .flat_map(|h| (0..blocks).map(move |b| (h, b)))
         .collect();
@@ -618,31 +621,7 @@ fn attention(
                 let visible = past + i0 + r + 1;
                 let (live, hidden) = row.split_at_mut(visible);
                 hidden.fill(0.0);
-                for s in live.iter_mut() {
-                    *s *= scale;
-                }
-                if has_padding {
-                    for (s, &a) in live.iter_mut().zip(attend) {
-                        if !a {
-                            *s = f32::NEG_INFINITY;
-                        }
-                    }
-                }
-                let max = live.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                if max == f32::NEG_INFINITY {
-                    // Nothing visible (a padding row at the start): output zeros.
-                    live.fill(0.0);
-                    continue;
-                }
-                let mut sum = 0.0f32;
-                for s in live.iter_mut() {
-                    *s = (*s - max).exp();
-                    sum += *s;
-                }
-                let inv = 1.0 / sum;
-                for s in live.iter_mut() {
-                    *s *= inv;
-                }
+                masked_softmax(live, scale, has_padding.then_some(attend));
             }
             let mut out = vec![0.0f32; rows * hd];
             if rows <= SMALL_ROWS {
@@ -684,4 +663,79 @@ fn attention(
         }
     }
     attn
+}
+
+/// Softmax of `scores · scale` in place, skipping keys whose `attend` flag is false (their
+/// weight is 0). A row with no visible key becomes all zeros.
+fn masked_softmax(scores: &mut [f32], scale: f32, attend: Option<&[bool]>) {
+    for s in scores.iter_mut() {
+        *s *= scale;
+    }
+    if let Some(attend) = attend {
+        for (s, &a) in scores.iter_mut().zip(attend) {
+            if !a {
+                *s = f32::NEG_INFINITY;
+            }
+        }
+    }
+    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        // Nothing visible (a padding row at the start): output zeros.
+        scores.fill(0.0);
+        return;
+    }
+    let mut sum = 0.0f32;
+    for s in scores.iter_mut() {
+        *s = (*s - max).exp();
+        sum += *s;
+    }
+    let inv = 1.0 / sum;
+    for s in scores.iter_mut() {
+        *s *= inv;
+    }
+}
+
+/// Attention of one new token (decode). One job per key/value head: each cached key and value
+/// row is read once and used by every query head of its group.
+fn attention_one(
+    c: &LlamaConfig,
+    q: &[f32],
+    past: usize,
+    keys: &[f32],
+    values: &[f32],
+    attend: Option<&[bool]>,
+) -> Vec<f32> {
+    let (kv, hd) = (c.kv_dim(), c.head_dim);
+    let group = c.n_heads / c.n_kv_heads;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let n_keys = past + 1;
+    let parts: Vec<Vec<f32>> = (0..c.n_kv_heads)
+        .into_par_iter()
+        .map(|g| {
+            // The group's query heads are adjacent in the token's query row.
+            let qg = &q[g * group * hd..(g + 1) * group * hd];
+            let mut scores = vec![0.0f32; group * n_keys];
+            for j in 0..n_keys {
+                let kj = &keys[j * kv + g * hd..j * kv + (g + 1) * hd];
+                for (t, qt) in qg.chunks_exact(hd).enumerate() {
+                    scores[t * n_keys + j] = dot(qt, kj);
+                }
+            }
+            for row in scores.chunks_exact_mut(n_keys) {
+                masked_softmax(row, scale, attend);
+            }
+            let mut out = vec![0.0f32; group * hd];
+            for j in 0..n_keys {
+                let vj = &values[j * kv + g * hd..j * kv + (g + 1) * hd];
+                for (t, o) in out.chunks_exact_mut(hd).enumerate() {
+                    let p = scores[t * n_keys + j];
+                    for (a, &b) in o.iter_mut().zip(vj) {
+                        *a += p * b;
+                    }
+                }
+            }
+            out
+        })
+        .collect();
+    parts.concat()
 }
