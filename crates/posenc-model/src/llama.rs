@@ -1,0 +1,741 @@
+//! A Llama-family forward pass in `f32` (SmolLM2, Llama 2/3 layouts stored as GGUF `llama`).
+//!
+//! Per layer, for hidden states `x` (one row per new token):
+//!
+//! ```text
+//! h = RMSNorm(x) ⊙ attn_norm            RMSNorm(x) = x / sqrt(mean(x²) + eps)
+//! q, k, v = h·Wqᵀ, h·Wkᵀ, h·Wvᵀ          (n_heads, n_kv_heads, n_kv_heads heads of head_dim)
+//! q, k   = RoPE(q, pos), RoPE(k, pos)     rotation from posenc::rope, explicit position per token
+//! a      = softmax(q·kᵀ / sqrt(head_dim) + mask) · v    GQA: q head h reads kv head h / (n_heads / n_kv_heads)
+//! x      = x + a·Woᵀ
+//! h      = RMSNorm(x) ⊙ ffn_norm
+//! x      = x + (silu(h·Wgateᵀ) ⊙ h·Wupᵀ)·Wdownᵀ
+//! ```
+//!
+//! then `logits = RMSNorm(x) ⊙ output_norm · Wₒᵤₜᵀ`, where `Wₒᵤₜ` is `output.weight` or, when the file
+//! has none (tied embeddings, as in SmolLM2), `token_embd.weight`.
+//!
+//! # RoPE layout of GGUF `llama` weights
+//! Hugging Face Llama checkpoints rotate pairs `(x[i], x[i + d/2])` ("half split", `rotate_half`).
+//! llama.cpp's converter permutes the rows of `Wq` and `Wk` within each head so that HF row
+//! `half·d/2 + i` lands at row `2i + half`. On the stored weights the HF pairs are therefore the
+//! adjacent dims `(x[2i], x[2i+1])`, and the rotation must use the **interleaved** (GPT-J) layout,
+//! as llama.cpp does. Since q and k are permuted alike, `q·k` equals the HF value (up to summation
+//! order) and logits match HF. Using the half-split layout on these weights is a real bug that
+//! [`RopeSetup::layout`] lets diagnostics reproduce.
+//!
+//! # Cache and positions
+//! [`KvCache`] stores rotated keys and values in arrival order, each with its position id and a
+//! padding flag. The causal mask is by arrival order (token `i` of a call sees every cached entry
+//! and the new tokens `≤ i`); position ids only feed RoPE, so offsets, gaps and left padding
+//! (`positions = cumsum(mask) − 1`, padding keys masked out) all work. Weights are dequantized to
+//! `f32` once, at load.
+
+use crate::error::{Error, Result};
+use crate::gguf::GgufFile;
+use crate::matmul::{dot, gemm_into, linear, View};
+use posenc::rope;
+use rayon::prelude::*;
+
+pub use rope::{Precision, RopeLayout, RopeParams};
+
+/// Most tokens a [`KvCache`] holds (keys and values for 32K tokens are ≈ 1.4 GiB for SmolLM2).
+pub const MAX_CACHE_TOKENS: usize = 1 << 15;
+/// Query rows per attention block (bounds the score buffer to `block × keys`).
+const QUERY_BLOCK: usize = 64;
+/// Query blocks up to this many rows use dot products instead of GEMM (decode steps).
+const SMALL_ROWS: usize = 2;
+
+/// Hyper-parameters read from `llama.*` metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlamaConfig {
+    /// Number of transformer blocks.
+    pub n_layers: usize,
+    /// Hidden size.
+    pub dim: usize,
+    /// MLP inner size.
+    pub ffn_dim: usize,
+    /// Query heads.
+    pub n_heads: usize,
+    /// Key/value heads (GQA groups).
+    pub n_kv_heads: usize,
+    /// Size of one head (`dim / n_heads`).
+    pub head_dim: usize,
+    /// Vocabulary size (rows of the embedding).
+    pub vocab_size: usize,
+    /// RMSNorm epsilon.
+    pub rms_eps: f32,
+    /// `llama.rope.freq_base`.
+    pub rope_base: f64,
+    /// `llama.rope.dimension_count` (rotated dims per head).
+    pub rope_dim: usize,
+    /// `llama.context_length` (training context).
+    pub context_length: usize,
+}
+
+/// How RoPE is applied: which frequencies, which pair layout, which arithmetic. Public so that
+/// diagnostics can run the model with a wrong layout or a dropped scaling on purpose.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RopeSetup {
+    /// Base, rotated dims and scaling.
+    pub params: RopeParams,
+    /// Pair layout (interleaved for GGUF `llama` weights; see the module docs).
+    pub layout: RopeLayout,
+    /// Frequency/angle arithmetic ([`Precision::Hf`] reproduces Hugging Face's float32 tables).
+    pub precision: Precision,
+}
+
+struct Layer {
+    attn_norm: Vec<f32>,
+    wq: Vec<f32>,
+    wk: Vec<f32>,
+    wv: Vec<f32>,
+    wo: Vec<f32>,
+    ffn_norm: Vec<f32>,
+    w_gate: Vec<f32>,
+    w_up: Vec<f32>,
+    w_down: Vec<f32>,
+}
+
+/// A Llama-family model with `f32` weights.
+pub struct Llama {
+    /// Hyper-parameters.
+    pub config: LlamaConfig,
+    /// RoPE used by [`Llama::forward`]; defaults to the file's base, interleaved layout, HF precision.
+    pub rope: RopeSetup,
+    layers: Vec<Layer>,
+    token_embd: Vec<f32>,
+    output_norm: Vec<f32>,
+    /// `None` = tied to `token_embd`.
+    output: Option<Vec<f32>>,
+}
+
+/// Keys and values of every layer with the position id and padding flag of each cached token.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    keys: Vec<Vec<f32>>,
+    values: Vec<Vec<f32>>,
+    positions: Vec<u64>,
+    attend: Vec<bool>,
+    kv_dim: usize,
+    max_tokens: usize,
+}
+
+impl KvCache {
+    /// Number of cached tokens.
+    pub fn len(&self) -> usize {
+        self.positions.len()
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.positions.is_empty()
+    }
+
+    /// Position id of every cached token, in arrival order.
+    pub fn positions(&self) -> &[u64] {
+        &self.positions
+    }
+
+    /// Whether each cached token can be attended to (`false` = padding).
+    pub fn attend_mask(&self) -> &[bool] {
+        &self.attend
+    }
+
+    /// Drops every cached token after the first `len` (for re-running a suffix).
+    pub fn truncate(&mut self, len: usize) {
+        if len < self.len() {
+            self.positions.truncate(len);
+            self.attend.truncate(len);
+            for k in &mut self.keys {
+                k.truncate(len * self.kv_dim);
+            }
+            for v in &mut self.values {
+                v.truncate(len * self.kv_dim);
+            }
+        }
+    }
+}
+
+fn meta_usize(g: &GgufFile, key: &str) -> Result<usize> {
+    g.get(key)
+        .and_then(|v| v.as_u64())
+        .and_then(|v| usize::try_from(v).ok())
+        .ok_or_else(|| {
+            Error::Model(format!(
+                "metadata `{key}` is missing or not an unsigned integer"
+            ))
+        })
+}
+
+fn meta_f64(g: &GgufFile, key: &str) -> Result<f64> {
+    g.get(key)
+        .and_then(|v| v.as_f64())
+        .ok_or_else(|| Error::Model(format!("metadata `{key}` is missing or not a number")))
+}
+
+impl LlamaConfig {
+    /// Reads and validates the hyper-parameters (`general.architecture` must be `llama`).
+    pub fn from_gguf(g: &GgufFile) -> Result<LlamaConfig> {
+        let arch = g
+            .get("general.architecture")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
+        if arch != "llama" {
+            return Err(Error::Model(format!(
+                "general.architecture = {arch:?}; only \"llama\" is supported"
+            )));
+        }
+        let dim = meta_usize(g, "llama.embedding_length")?;
+        let n_heads = meta_usize(g, "llama.attention.head_count")?;
+        let n_kv_heads = match g.get("llama.attention.head_count_kv") {
+            Some(_) => meta_usize(g, "llama.attention.head_count_kv")?,
+            None => n_heads,
+        };
+        if n_heads == 0 || n_kv_heads == 0 || dim % n_heads != 0 || n_heads % n_kv_heads != 0 {
+            return Err(Error::Model(format!(
+                "heads do not fit: dim {dim}, {n_heads} heads, {n_kv_heads} kv heads"
+            )));
+        }
+        let head_dim = dim / n_heads;
+        let rope_dim = match g.get("llama.rope.dimension_count") {
+            Some(_) => meta_usize(g, "llama.rope.dimension_count")?,
+            None => head_dim,
+        };
+        if rope_dim % 2 != 0 || rope_dim > head_dim {
+            return Err(Error::Model(format!(
+                "rope dimension {rope_dim} must be even and ≤ head_dim {head_dim}"
+            )));
+        }
+        let token_embd = g
+            .tensor("token_embd.weight")
+            .ok_or_else(|| Error::Model("tensor `token_embd.weight` is missing".into()))?;
+        let vocab_size = token_embd.dims.get(1).copied().unwrap_or(0) as usize;
+        let cfg = LlamaConfig {
+            n_layers: meta_usize(g, "llama.block_count")?,
+            dim,
+            ffn_dim: meta_usize(g, "llama.feed_forward_length")?,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            vocab_size,
+            rms_eps: meta_f64(g, "llama.attention.layer_norm_rms_epsilon")? as f32,
+            rope_base: match g.get("llama.rope.freq_base") {
+                Some(_) => meta_f64(g, "llama.rope.freq_base")?,
+                None => 10_000.0,
+            },
+            rope_dim,
+            context_length: meta_usize(g, "llama.context_length").unwrap_or(2048),
+        };
+        if !(cfg.rms_eps.is_finite() && cfg.rms_eps > 0.0) {
+            return Err(Error::Model(format!(
+                "RMSNorm epsilon {} must be > 0",
+                cfg.rms_eps
+            )));
+        }
+        Ok(cfg)
+    }
+
+    fn kv_dim(&self) -> usize {
+        self.n_kv_heads * self.head_dim
+    }
+}
+
+impl Llama {
+    /// Loads a model: reads the config and dequantizes every weight to `f32`.
+    pub fn from_gguf(g: &GgufFile) -> Result<Llama> {
+        let config = LlamaConfig::from_gguf(g)?;
+        let c = &config;
+        let load = |name: &str, dims: &[usize]| -> Result<Vec<f32>> {
+            let info = g
+                .tensor(name)
+                .ok_or_else(|| Error::Model(format!("tensor `{name}` is missing")))?;
+            let want: Vec<u64> = dims.iter().map(|&d| d as u64).collect();
+            if info.dims != want {
+                return Err(Error::Model(format!(
+                    "tensor `{name}` has shape {:?}, expected {want:?}",
+                    info.dims
+                )));
+            }
+            g.dequantize(name)
+        };
+        let (d, kv, f) = (c.dim, c.kv_dim(), c.ffn_dim);
+        let layers = (0..c.n_layers)
+            .into_par_iter()
+            .map(|i| {
+                let p = |s: &str| format!("blk.{i}.{s}.weight");
+                Ok(Layer {
+                    attn_norm: load(&p("attn_norm"), &[d])?,
+                    wq: load(&p("attn_q"), &[d, d])?,
+                    wk: load(&p("attn_k"), &[d, kv])?,
+                    wv: load(&p("attn_v"), &[d, kv])?,
+                    wo: load(&p("attn_output"), &[d, d])?,
+                    ffn_norm: load(&p("ffn_norm"), &[d])?,
+                    w_gate: load(&p("ffn_gate"), &[d, f])?,
+                    w_up: load(&p("ffn_up"), &[d, f])?,
+                    w_down: load(&p("ffn_down"), &[f, d])?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let token_embd = load("token_embd.weight", &[d, c.vocab_size])?;
+        let output_norm = load("output_norm.weight", &[d])?;
+        let output = match g.tensor("output.weight") {
+            Some(_) => Some(load("output.weight", &[d, c.vocab_size])?),
+            None => None,
+        };
+        let mut params = RopeParams::new(c.rope_base, c.head_dim)?;
+        params.rotary_dim = c.rope_dim;
+        params.max_position_embeddings = c.context_length;
+        let rope = RopeSetup {
+            params,
+            layout: RopeLayout::Interleaved,
+            precision: Precision::Hf,
+        };
+        Ok(Llama {
+            config,
+            rope,
+            layers,
+            token_embd,
+            output_norm,
+            output,
+        })
+    }
+
+    /// An empty cache sized for this model, holding at most `max_tokens` tokens
+    /// (capped at [`MAX_CACHE_TOKENS`]).
+    pub fn new_cache(&self, max_tokens: usize) -> KvCache {
+        let n = self.config.n_layers;
+        KvCache {
+            keys: vec![Vec::new(); n],
+            values: vec![Vec::new(); n],
+            positions: Vec::new(),
+            attend: Vec::new(),
+            kv_dim: self.config.kv_dim(),
+            max_tokens: max_tokens.min(MAX_CACHE_TOKENS),
+        }
+    }
+
+    /// Runs `tokens` at `positions` after what `cache` holds, appends them to the cache and returns
+    /// the logits of the last token (`vocab_size` values).
+    pub fn forward(
+        &self,
+        tokens: &[u32],
+        positions: &[u64],
+        cache: &mut KvCache,
+    ) -> Result<Vec<f32>> {
+        let attend = vec![true; tokens.len()];
+        let last = tokens
+            .len()
+            .checked_sub(1)
+            .ok_or_else(|| posenc::Error::shape("tokens", ">= 1", 0))?;
+        self.forward_rows(tokens, positions, &attend, cache, &[last])
+    }
+
+    /// The general forward pass. `attend[i] = false` marks token `i` as padding: no later token
+    /// attends to it (its own row is still computed). Returns the logits of the new tokens listed
+    /// in `logit_rows` (indices into `tokens`), concatenated: `logit_rows.len() × vocab_size`.
+    pub fn forward_rows(
+        &self,
+        tokens: &[u32],
+        positions: &[u64],
+        attend: &[bool],
+        cache: &mut KvCache,
+        logit_rows: &[usize],
+    ) -> Result<Vec<f32>> {
+        self.forward_rows_with(&self.rope, tokens, positions, attend, cache, logit_rows)
+    }
+
+    /// [`Llama::forward_rows`] with an explicit RoPE setup instead of [`Llama::rope`] (lets
+    /// diagnostics run one path of a comparison with a deliberately wrong rotation).
+    pub fn forward_rows_with(
+        &self,
+        rope_setup: &RopeSetup,
+        tokens: &[u32],
+        positions: &[u64],
+        attend: &[bool],
+        cache: &mut KvCache,
+        logit_rows: &[usize],
+    ) -> Result<Vec<f32>> {
+        let c = &self.config;
+        let n = tokens.len();
+        if positions.len() != n {
+            return Err(posenc::Error::shape("positions", n, positions.len()).into());
+        }
+        if attend.len() != n {
+            return Err(posenc::Error::shape("attend mask", n, attend.len()).into());
+        }
+        if cache.kv_dim != c.kv_dim() || cache.keys.len() != c.n_layers {
+            return Err(posenc::Error::shape(
+                "kv cache",
+                "a cache from this model's new_cache",
+                "another shape",
+            )
+            .into());
+        }
+        let past = cache.len();
+        if past + n > cache.max_tokens {
+            return Err(posenc::Error::TooLarge {
+                what: "cached tokens".into(),
+                value: (past + n) as u64,
+                cap: cache.max_tokens as u64,
+            }
+            .into());
+        }
+        if let Some(&t) = tokens.iter().find(|&&t| t as usize >= c.vocab_size) {
+            return Err(
+                posenc::Error::invalid("token id", format!("< {}, got {t}", c.vocab_size)).into(),
+            );
+        }
+        if let Some(&r) = logit_rows.iter().find(|&&r| r >= n) {
+            return Err(posenc::Error::invalid("logit row", format!("< {n}, got {r}")).into());
+        }
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+
+        // RoPE rows for every new token. Dynamic scalings see the largest position of this call,
+        // as Hugging Face's `dynamic_rope_update` does.
+        let max_pos = positions.iter().copied().max().unwrap_or(0);
+        let seq_len = usize::try_from(max_pos).ok().and_then(|p| p.checked_add(1));
+        let freqs = rope_setup
+            .params
+            .frequencies(seq_len, rope_setup.precision)?;
+        let pairs = freqs.pairs();
+        let mut cos = vec![0.0f32; n * pairs];
+        let mut sin = vec![0.0f32; n * pairs];
+        if pairs > 0 {
+            for ((&p, cr), sr) in positions
+                .iter()
+                .zip(cos.chunks_exact_mut(pairs))
+                .zip(sin.chunks_exact_mut(pairs))
+            {
+                rope::cos_sin_row(&freqs, p, cr, sr)?;
+            }
+        }
+        // Dry-run the rotation once so shape errors surface before the cache is touched.
+        if n > 0 {
+            let mut probe = vec![0.0f32; c.head_dim];
+            rope::apply_rotary_heads(
+                &mut probe,
+                1,
+                c.head_dim,
+                &cos[..pairs],
+                &sin[..pairs],
+                rope_setup.layout,
+            )?;
+        }
+
+        let (d, kv) = (c.dim, c.kv_dim());
+        let mut x = vec![0.0f32; n * d];
+        for (row, &t) in x.chunks_exact_mut(d).zip(tokens) {
+            row.copy_from_slice(&self.token_embd[t as usize * d..(t as usize + 1) * d]);
+        }
+        cache.positions.extend_from_slice(positions);
+        cache.attend.extend_from_slice(attend);
+
+        for (li, layer) in self.layers.iter().enumerate() {
+            let h = rms_norm(&x, &layer.attn_norm, c.rms_eps);
+            let mut q = linear(&h, n, d, &layer.wq, d);
+            let mut k = linear(&h, n, d, &layer.wk, kv);
+            let v = linear(&h, n, d, &layer.wv, kv);
+            for i in 0..n {
+                let (cr, sr) = (
+                    &cos[i * pairs..(i + 1) * pairs],
+                    &sin[i * pairs..(i + 1) * pairs],
+                );
+                rope::apply_rotary_heads(
+                    &mut q[i * d..(i + 1) * d],
+                    c.n_heads,
+                    c.head_dim,
+                    cr,
+                    sr,
+                    rope_setup.layout,
+                )?;
+                rope::apply_rotary_heads(
+                    &mut k[i * kv..(i + 1) * kv],
+                    c.n_kv_heads,
+                    c.head_dim,
+                    cr,
+                    sr,
+                    rope_setup.layout,
+                )?;
+            }
+            cache.keys[li].extend_from_slice(&k);
+            cache.values[li].extend_from_slice(&v);
+            let attn = attention(
+                c,
+                &q,
+                n,
+                past,
+                &cache.keys[li],
+                &cache.values[li],
+                &cache.attend,
+            );
+            let o = linear(&attn, n, d, &layer.wo, d);
+            add_in_place(&mut x, &o);
+            let h = rms_norm(&x, &layer.ffn_norm, c.rms_eps);
+            let mut gate = linear(&h, n, d, &layer.w_gate, c.ffn_dim);
+            let up = linear(&h, n, d, &layer.w_up, c.ffn_dim);
+            for (g, u) in gate.iter_mut().zip(&up) {
+                *g = *g / (1.0 + (-*g).exp()) * u;
+            }
+            let down = linear(&gate, n, c.ffn_dim, &layer.w_down, d);
+            add_in_place(&mut x, &down);
+        }
+
+        let mut sel = Vec::with_capacity(logit_rows.len() * d);
+        for &r in logit_rows {
+            sel.extend_from_slice(&x[r * d..(r + 1) * d]);
+        }
+        let h = rms_norm(&sel, &self.output_norm, c.rms_eps);
+        let head = self.output.as_deref().unwrap_or(&self.token_embd);
+        Ok(linear(&h, logit_rows.len(), d, head, c.vocab_size))
+    }
+
+    /// Greedy continuation: prefills `prompt` at positions `0..` into a fresh cache, then decodes one
+    /// token at a time. Stops after `max_new` tokens or after emitting `stop` (which is included).
+    pub fn generate_greedy(
+        &self,
+        prompt: &[u32],
+        max_new: usize,
+        stop: Option<u32>,
+    ) -> Result<Vec<u32>> {
+        let mut cache = self.new_cache(prompt.len() + max_new);
+        let positions: Vec<u64> = (0..prompt.len() as u64).collect();
+        let mut logits = self.forward(prompt, &positions, &mut cache)?;
+        let mut out = Vec::new();
+        while out.len() < max_new {
+            let next = argmax(&logits);
+            out.push(next);
+            if Some(next) == stop || out.len() == max_new {
+                break;
+            }
+            let pos = cache.len() as u64;
+            logits = self.forward(&[next], &[pos], &mut cache)?;
+        }
+        Ok(out)
+    }
+}
+
+/// Index of the largest value (the first one at a tie; 0 for an empty slice).
+pub fn argmax(v: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Indices of the `k` largest values, largest first (ties by lower index).
+pub fn top_k(v: &[f32], k: usize) -> Vec<u32> {
+    let mut idx: Vec<u32> = (0..v.len() as u32).collect();
+    idx.sort_by(|&a, &b| v[b as usize].total_cmp(&v[a as usize]).then(a.cmp(&b)));
+    idx.truncate(k);
+    idx
+}
+
+fn add_in_place(x: &mut [f32], y: &[f32]) {
+    for (a, b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+/// Row-wise RMSNorm: `x / sqrt(mean(x²) + eps) ⊙ weight` (mean accumulated in f64).
+fn rms_norm(x: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
+    let d = weight.len();
+    let mut out = vec![0.0f32; x.len()];
+    for (o, r) in out.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
+        let ms = r.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / d as f64;
+        let inv = 1.0 / (ms as f32 + eps).sqrt();
+        for ((o, &v), &w) in o.iter_mut().zip(r).zip(weight) {
+            *o = w * (v * inv);
+        }
+    }
+    out
+}
+
+/// Causal GQA attention of `n` new query rows (already rotated) against `past + n` cached keys.
+/// Returns `n × dim`.
+fn attention(
+    c: &LlamaConfig,
+    q: &[f32],
+    n: usize,
+    past: usize,
+    keys: &[f32],
+    values: &[f32],
+    attend: &[bool],
+) -> Vec<f32> {
+    let (d, kv, hd) = (c.dim, c.kv_dim(), c.head_dim);
+    let group = c.n_heads / c.n_kv_heads;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let blocks = n.div_ceil(QUERY_BLOCK);
+    let has_padding = attend.iter().any(|&a| !a);
+    if n == 1 {
+        return attention_one(c, q, past, keys, values, has_padding.then_some(attend));
+    }
+    let jobs: Vec<(usize, usize)> = (0..c.n_heads)
+        .flat_map(|h| (0..blocks).map(move |b| (h, b)))
+        .collect();
+    let results: Vec<(usize, usize, Vec<f32>)> = jobs
+        .into_par_iter()
+        .map(|(h, b)| {
+            let g = h / group;
+            let i0 = b * QUERY_BLOCK;
+            let i1 = (i0 + QUERY_BLOCK).min(n);
+            let rows = i1 - i0;
+            let n_keys = past + i1;
+            let mut scores = vec![0.0f32; rows * n_keys];
+            if rows <= SMALL_ROWS {
+                // Decode: dot products straight from the cache (a GEMM would first copy the keys).
+                for (r, row) in scores.chunks_exact_mut(n_keys).enumerate() {
+                    let q0 = (i0 + r) * d + h * hd;
+                    for (j, s) in row.iter_mut().enumerate() {
+                        *s = dot(
+                            &q[q0..q0 + hd],
+                            &keys[j * kv + g * hd..j * kv + (g + 1) * hd],
+                        );
+                    }
+                }
+            } else {
+                let qa = View {
+                    data: q,
+                    offset: i0 * d + h * hd,
+                    rows,
+                    cols: hd,
+                    rs: d,
+                    cs: 1,
+                };
+                let kt = View {
+                    data: keys,
+                    offset: g * hd,
+                    rows: hd,
+                    cols: n_keys,
+                    rs: 1,
+                    cs: kv,
+                };
+                gemm_into(qa, kt, &mut scores, n_keys);
+            }
+            for (r, row) in scores.chunks_exact_mut(n_keys).enumerate() {
+                let visible = past + i0 + r + 1;
+                let (live, hidden) = row.split_at_mut(visible);
+                hidden.fill(0.0);
+                masked_softmax(live, scale, has_padding.then_some(attend));
+            }
+            let mut out = vec![0.0f32; rows * hd];
+            if rows <= SMALL_ROWS {
+                for (o, p) in out.chunks_exact_mut(hd).zip(scores.chunks_exact(n_keys)) {
+                    for (j, &pj) in p.iter().enumerate() {
+                        let vj = &values[j * kv + g * hd..j * kv + (g + 1) * hd];
+                        for (a, &b) in o.iter_mut().zip(vj) {
+                            *a += pj * b;
+                        }
+                    }
+                }
+            } else {
+                let pa = View {
+                    data: &scores,
+                    offset: 0,
+                    rows,
+                    cols: n_keys,
+                    rs: n_keys,
+                    cs: 1,
+                };
+                let vb = View {
+                    data: values,
+                    offset: g * hd,
+                    rows: n_keys,
+                    cols: hd,
+                    rs: kv,
+                    cs: 1,
+                };
+                gemm_into(pa, vb, &mut out, hd);
+            }
+            (h, i0, out)
+        })
+        .collect();
+    let mut attn = vec![0.0f32; n * d];
+    for (h, i0, out) in results {
+        for (r, src) in out.chunks_exact(hd).enumerate() {
+            let dst = (i0 + r) * d + h * hd;
+            attn[dst..dst + hd].copy_from_slice(src);
+        }
+    }
+    attn
+}
+
+/// Softmax of `scores · scale` in place, skipping keys whose `attend` flag is false (their
+/// weight is 0). A row with no visible key becomes all zeros.
+fn masked_softmax(scores: &mut [f32], scale: f32, attend: Option<&[bool]>) {
+    for s in scores.iter_mut() {
+        *s *= scale;
+    }
+    if let Some(attend) = attend {
+        for (s, &a) in scores.iter_mut().zip(attend) {
+            if !a {
+                *s = f32::NEG_INFINITY;
+            }
+        }
+    }
+    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        // Nothing visible (a padding row at the start): output zeros.
+        scores.fill(0.0);
+        return;
+    }
+    let mut sum = 0.0f32;
+    for s in scores.iter_mut() {
+        *s = (*s - max).exp();
+        sum += *s;
+    }
+    let inv = 1.0 / sum;
+    for s in scores.iter_mut() {
+        *s *= inv;
+    }
+}
+
+/// Attention of one new token (decode). One job per key/value head: each cached key and value
+/// row is read once and used by every query head of its group.
+fn attention_one(
+    c: &LlamaConfig,
+    q: &[f32],
+    past: usize,
+    keys: &[f32],
+    values: &[f32],
+    attend: Option<&[bool]>,
+) -> Vec<f32> {
+    let (kv, hd) = (c.kv_dim(), c.head_dim);
+    let group = c.n_heads / c.n_kv_heads;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let n_keys = past + 1;
+    let parts: Vec<Vec<f32>> = (0..c.n_kv_heads)
+        .into_par_iter()
+        .map(|g| {
+            // The group's query heads are adjacent in the token's query row.
+            let qg = &q[g * group * hd..(g + 1) * group * hd];
+            let mut scores = vec![0.0f32; group * n_keys];
+            for j in 0..n_keys {
+                let kj = &keys[j * kv + g * hd..j * kv + (g + 1) * hd];
+                for (t, qt) in qg.chunks_exact(hd).enumerate() {
+                    scores[t * n_keys + j] = dot(qt, kj);
+                }
+            }
+            for row in scores.chunks_exact_mut(n_keys) {
+                masked_softmax(row, scale, attend);
+            }
+            let mut out = vec![0.0f32; group * hd];
+            for j in 0..n_keys {
+                let vj = &values[j * kv + g * hd..j * kv + (g + 1) * hd];
+                for (t, o) in out.chunks_exact_mut(hd).enumerate() {
+                    let p = scores[t * n_keys + j];
+                    for (a, &b) in o.iter_mut().zip(vj) {
+                        *a += p * b;
+                    }
+                }
+            }
+            out
+        })
+        .collect();
+    parts.concat()
+}
