@@ -20,6 +20,7 @@ use axum::Router;
 
 pub mod api;
 mod inspect;
+pub mod learn_api;
 pub mod params;
 pub mod reply;
 #[cfg(test)]

@@ -115,11 +115,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/config/inspect", post(config_inspect))
         .route("/api/results", get(results_index))
         .route("/api/results/{name}", get(results_file))
-        .route("/api/learn", get(learn_reserved))
-        .route(
-            "/api/learn/{*rest}",
-            get(learn_reserved).post(learn_reserved),
-        )
+        .merge(super::learn_api::routes())
         .method_not_allowed_fallback(|| async {
             ApiError {
                 status: StatusCode::METHOD_NOT_ALLOWED,
@@ -151,7 +147,9 @@ fn compute_slots() -> &'static tokio::sync::Semaphore {
 }
 
 /// Runs a computation on the blocking pool and turns it into a response.
-async fn blocking<R: Into<Reply>>(f: impl FnOnce() -> ApiResult<R> + Send + 'static) -> Response {
+pub(super) async fn blocking<R: Into<Reply>>(
+    f: impl FnOnce() -> ApiResult<R> + Send + 'static,
+) -> Response {
     let Ok(_permit) = compute_slots().acquire().await else {
         return ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
@@ -173,13 +171,6 @@ async fn blocking<R: Into<Reply>>(f: impl FnOnce() -> ApiResult<R> + Send + 'sta
 
 async fn health() -> Json<Value> {
     Json(json!({ "ok": true, "name": "posenc", "version": env!("CARGO_PKG_VERSION") }))
-}
-
-async fn learn_reserved() -> ApiError {
-    ApiError {
-        status: StatusCode::NOT_IMPLEMENTED,
-        message: "the learning path (/api/learn/) is reserved and not implemented yet".into(),
-    }
 }
 
 /// Positions sampled for `width` columns over `0..len`: all of them when `len <= width`.

@@ -97,8 +97,11 @@ async fn unknown_route_and_method_are_json() {
     assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
     assert!(v["error"].is_string());
     let (s, v) = get("/api/learn/anything").await;
-    assert_eq!(s, StatusCode::NOT_IMPLEMENTED);
-    assert!(v["error"].as_str().unwrap().contains("reserved"));
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(v["error"].is_string());
+    let (s, v) = post("/api/learn/instance", "{}").await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(v["error"].is_string());
 }
 
 #[tokio::test]
@@ -550,6 +553,259 @@ async fn results_are_served_from_the_results_dir() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+// ---------------------------------------------------------------- learning path
+
+async fn post_json(uri: &str, body: &Value) -> (StatusCode, Value) {
+    post(uri, &body.to_string()).await
+}
+
+#[tokio::test]
+async fn learn_lists_ten_exercises_and_serves_their_instances() {
+    let (s, v) = get("/api/learn/exercises").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let list = v["exercises"].as_array().expect("exercises");
+    assert_eq!(list.len(), 10);
+    for (i, e) in list.iter().enumerate() {
+        let n = i + 1;
+        assert_eq!(e["exercise"].as_u64(), Some(n as u64));
+        let (s, inst) = get(&format!("/api/learn/instance?n={n}&seed=42")).await;
+        assert_eq!(s, StatusCode::OK, "{n}: {inst}");
+        assert_eq!(inst["id"], e["id"]);
+        assert_eq!(inst["seed"].as_u64(), Some(42));
+        let parts = inst["parts"].as_array().expect("parts");
+        let letters: Vec<&str> = parts.iter().map(|p| p["part"].as_str().unwrap()).collect();
+        assert_eq!(letters, ["a", "b", "c"]);
+        for p in [&parts[0], &parts[2]] {
+            assert_eq!(p["answer_kind"], "choice");
+            assert!(p["choices"].as_array().unwrap().len() >= 2);
+        }
+        // Same seed, same instance; another seed changes part (b)'s numbers for most exercises.
+        let (_, again) = get(&format!("/api/learn/instance?n={n}&seed=42")).await;
+        assert_eq!(again, inst);
+    }
+    let (_, t) = get("/api/learn/topics").await;
+    assert_eq!(t["topics"].as_array().unwrap().len(), 9);
+}
+
+/// Exercise 1 part (b) from its instance data with an independent f64 formula:
+/// interleaved row, column 2i = sin(p w_i), 2i+1 = cos(p w_i), w_i = base^(-2i/d).
+fn sinusoidal_row_answer(data: &Value) -> Vec<f64> {
+    let p = data["position"].as_f64().unwrap();
+    let d = data["dim"].as_u64().unwrap() as usize;
+    let base = data["base"].as_f64().unwrap();
+    assert_eq!(data["layout"], "interleaved");
+    (0..d)
+        .map(|c| {
+            let i = (c / 2) as f64;
+            let a = p * base.powf(-2.0 * i / d as f64);
+            if c % 2 == 0 {
+                a.sin()
+            } else {
+                a.cos()
+            }
+        })
+        .collect()
+}
+
+fn join(values: &[f64]) -> String {
+    values
+        .iter()
+        .map(|v| format!("{v:.6}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[tokio::test]
+async fn learn_check_accepts_a_right_answer_computed_independently() {
+    for seed in [0u64, 1, 7, 123_456] {
+        let (_, inst) = get(&format!("/api/learn/instance?n=1&seed={seed}")).await;
+        let row = sinusoidal_row_answer(&inst["data"]);
+        let body = serde_json::json!({"n": 1, "seed": seed, "part": "b", "answer": join(&row)});
+        let (s, v) = post_json("/api/learn/check", &body).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["correct"], true, "seed {seed}: {v}");
+        assert!(v["feedback"].is_string(), "{v}");
+        // The same check through GET with a query string.
+        let uri = format!(
+            "/api/learn/check?n=1&seed={seed}&part=b&answer={}",
+            join(&row).replace(',', "%2C")
+        );
+        let (s, g) = get(&uri).await;
+        assert_eq!(s, StatusCode::OK, "{g}");
+        assert_eq!(g["correct"], true);
+    }
+    // Exercise 3: clip(j - i, -k, k) written as rows "a,b;c,d".
+    let (_, inst) = get("/api/learn/instance?n=3&seed=5").await;
+    let k = inst["data"]["k"].as_i64().unwrap();
+    let len = inst["data"]["len"].as_i64().unwrap();
+    let rows: Vec<String> = (0..len)
+        .map(|i| {
+            (0..len)
+                .map(|j| (j - i).clamp(-k, k).to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    let body = serde_json::json!({"n": 3, "seed": 5, "part": "b", "answer": rows.join(";")});
+    let (s, v) = post_json("/api/learn/check", &body).await;
+    assert_eq!(
+        (s, &v["correct"]),
+        (StatusCode::OK, &Value::Bool(true)),
+        "{v}"
+    );
+    // Exercise 8: (rows + offset) x hidden parameters.
+    let (_, inst) = get("/api/learn/instance?n=8&seed=9").await;
+    let d = &inst["data"];
+    let params = (d["max_position_embeddings"].as_u64().unwrap()
+        + d["row_offset"].as_u64().unwrap())
+        * d["hidden_size"].as_u64().unwrap();
+    let body = serde_json::json!({"n": 8, "seed": 9, "part": "b", "answer": params.to_string()});
+    let (s, v) = post_json("/api/learn/check", &body).await;
+    assert_eq!(
+        (s, &v["correct"]),
+        (StatusCode::OK, &Value::Bool(true)),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn learn_solution_endpoint_round_trips_through_check() {
+    for n in 1..=10 {
+        for part in ["a", "b", "c"] {
+            let (s, sol) = get(&format!("/api/learn/solution?n={n}&seed=3&part={part}")).await;
+            assert_eq!(s, StatusCode::OK, "{sol}");
+            let answer = sol["answer"].as_str().expect("answer").to_string();
+            let body = serde_json::json!({"n": n, "seed": 3, "part": part, "answer": answer});
+            let (s, v) = post_json("/api/learn/check", &body).await;
+            assert_eq!(s, StatusCode::OK, "{n}{part}: {v}");
+            assert_eq!(v["correct"], true, "{n}{part}: {v}");
+            if part != "b" {
+                // A right multiple-choice answer explains every option, one of them right.
+                let ex = v["explanations"].as_array().unwrap();
+                assert!(ex.len() >= 2, "{n}{part}: {v}");
+                assert_eq!(ex.iter().filter(|e| e["correct"] == true).count(), 1);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn learn_wrong_answers_get_a_hint() {
+    // sin and cos swapped in exercise 1 (b): wrong, with a hint computed from the answer.
+    let (_, inst) = get("/api/learn/instance?n=1&seed=2").await;
+    let mut row = sinusoidal_row_answer(&inst["data"]);
+    for pair in row.chunks_mut(2) {
+        pair.swap(0, 1);
+    }
+    let body = serde_json::json!({"n": 1, "seed": 2, "part": "b", "answer": join(&row)});
+    let (s, v) = post_json("/api/learn/check", &body).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["correct"], false, "{v}");
+    assert!(v["hint"].as_str().is_some_and(|h| !h.is_empty()), "{v}");
+    assert!(v["max_error"].as_f64().unwrap() > v["tolerance"].as_f64().unwrap());
+    // A wrong option letter: every option that is not the solution gets a hint.
+    let (_, sol) = get("/api/learn/solution?n=5&seed=2&part=a").await;
+    let right = sol["answer"].as_str().unwrap().to_string();
+    let (_, inst) = get("/api/learn/instance?n=5&seed=2").await;
+    for c in inst["parts"][0]["choices"].as_array().unwrap() {
+        let key = c["key"].as_str().unwrap();
+        if key == right {
+            continue;
+        }
+        let (s, v) = get(&format!("/api/learn/check?n=5&seed=2&part=a&answer={key}")).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["correct"], false, "{key}: {v}");
+        assert!(v["hint"].as_str().is_some_and(|h| !h.is_empty()), "{v}");
+    }
+}
+
+#[tokio::test]
+async fn learn_rejects_malformed_answers_and_bad_requests() {
+    // Unreadable answers: 400 with the checker's message, not a verdict.
+    for (part, answer) in [("b", "abc"), ("b", "1,2"), ("a", "Z"), ("b", "   ")] {
+        let body = serde_json::json!({"n": 1, "seed": 0, "part": part, "answer": answer});
+        let (s, v) = post_json("/api/learn/check", &body).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{part} {answer:?}: {v}");
+        assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+        assert!(v.get("correct").is_none());
+    }
+    bad("/api/learn/check?n=1&seed=0&part=b&answer=x,y,z,w", "").await;
+    bad("/api/learn/check?n=1&seed=0&part=b", "empty").await;
+    for body in [
+        r#"{"n": 1, "seed": 0, "part": "d", "answer": "A"}"#,
+        r#"{"n": 0, "seed": 0, "part": "a", "answer": "A"}"#,
+        r#"{"n": 11, "seed": 0, "part": "a", "answer": "A"}"#,
+        r#"{"n": 1, "seed": -1, "part": "a", "answer": "A"}"#,
+        r#"{"n": 1, "seed": 9007199254740992, "part": "a", "answer": "A"}"#,
+        r#"{"n": 1, "seed": 0, "part": "a"}"#,
+        r#"{"n": 1, "seed": 0, "part": "a", "answer": "A", "extra": 1}"#,
+        r#"{"n": 1, "#,
+        "",
+    ] {
+        let (s, v) = post("/api/learn/check", body).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {v}");
+        assert!(v["error"].is_string(), "{body}: {v}");
+    }
+    let long = "1,".repeat(3000);
+    let (s, _) = post_json(
+        "/api/learn/check",
+        &serde_json::json!({"n": 1, "seed": 0, "part": "b", "answer": long}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    bad("/api/learn/instance?n=0", "`n`").await;
+    bad("/api/learn/instance?n=11", "`n`").await;
+    bad("/api/learn/instance?n=x", "`n`").await;
+    bad("/api/learn/instance?seed=-1", "`seed`").await;
+    bad("/api/learn/instance?seed=9007199254740992", "`seed`").await;
+    bad("/api/learn/instance?n=1&bogus=1", "unknown").await;
+    bad("/api/learn/solution?part=d", "`part`").await;
+    bad("/api/learn/explain?topic=nope", "topic").await;
+    bad("/api/learn/advise?target_len=131073", "target_len").await;
+    bad("/api/learn/advise?train_len=0", "train_len").await;
+    bad("/api/learn/advise?arch=transformer", "arch").await;
+    bad("/api/learn/advise?kv_cache=maybe", "kv_cache").await;
+}
+
+#[tokio::test]
+async fn learn_walkthroughs_have_sections_with_numbers() {
+    let (_, t) = get("/api/learn/topics").await;
+    for topic in t["topics"].as_array().unwrap() {
+        let topic = topic.as_str().unwrap();
+        let (s, w) = get(&format!("/api/learn/explain?topic={topic}")).await;
+        assert_eq!(s, StatusCode::OK, "{topic}: {w}");
+        assert_eq!(w["topic"], topic);
+        assert!(!w["intro"].as_array().unwrap().is_empty(), "{topic}");
+        let sections = w["sections"].as_array().unwrap();
+        assert!(!sections.is_empty(), "{topic}");
+        let numbers: usize = sections
+            .iter()
+            .map(|s| {
+                s["matrices"].as_array().unwrap().len() + s["values"].as_array().unwrap().len()
+            })
+            .sum();
+        assert!(numbers > 0, "{topic}: no matrices or values");
+    }
+}
+
+#[tokio::test]
+async fn learn_advise_scales_by_target_over_train() {
+    let (s, a) =
+        get("/api/learn/advise?train_len=2048&target_len=8192&arch=decoder&kv_cache=true&retrieval=true").await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+    assert_eq!(a["request"]["train_len"], 2048);
+    assert_eq!(a["request"]["retrieval"], true);
+    assert_eq!(a["scaling"]["factor"].as_f64(), Some(8192.0 / 2048.0));
+    assert!(!a["reasons"].as_array().unwrap().is_empty());
+    assert!(!a["diagnostics"].as_array().unwrap().is_empty());
+    // No extension needed: no scaling.
+    let (s, a) =
+        get("/api/learn/advise?train_len=8192&target_len=4096&arch=encoder&kv_cache=false").await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+    assert!(a["scaling"].is_null(), "{a}");
+    assert_eq!(a["request"]["arch"], "encoder");
+}
+
 fn fixtures() -> std::path::PathBuf {
     std::env::var_os("POSENC_FIXTURES")
         .map(Into::into)
@@ -580,6 +836,10 @@ mod fuzz {
         "/api/relative/t5",
         "/api/relative/shaw",
         "/api/longctx",
+        "/api/learn/instance",
+        "/api/learn/check",
+        "/api/learn/solution",
+        "/api/learn/explain",
     ];
     const KEYS: &[&str] = &[
         "len",
@@ -619,6 +879,10 @@ mod fuzz {
         "scheme",
         "a",
         "b",
+        "n",
+        "part",
+        "answer",
+        "topic",
         "bogus",
     ];
     const VALUES: &[&str] = &[
@@ -662,6 +926,10 @@ mod fuzz {
         "1,,2",
         "%FF",
         "the dog",
+        "A",
+        "c",
+        "mistakes",
+        "9007199254740991",
     ];
 
     fn query() -> impl Strategy<Value = (usize, Vec<(usize, usize)>)> {
