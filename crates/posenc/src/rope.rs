@@ -866,10 +866,8 @@ fn pair_indices(layout: RopeLayout, i: usize, pairs: usize) -> (usize, usize) {
     }
 }
 
-/// Rotates one head vector in place: the first `2 · cos.len()` dims rotate (by `layout`), the
-/// rest pass through. `cos`/`sin` are one half-width row. This is the plain reference
-/// implementation every fast kernel is checked against.
-pub fn apply_rotary(x: &mut [f32], cos: &[f32], sin: &[f32], layout: RopeLayout) -> Result<()> {
+/// Checks that `cos`/`sin` are one row of equal length that fits in `x`; returns the pair count.
+fn check_row(x: &[f32], cos: &[f32], sin: &[f32]) -> Result<usize> {
     let pairs = cos.len();
     if sin.len() != pairs {
         return Err(Error::shape("sin row", pairs, sin.len()));
@@ -881,6 +879,14 @@ pub fn apply_rotary(x: &mut [f32], cos: &[f32], sin: &[f32], layout: RopeLayout)
             x.len(),
         ));
     }
+    Ok(pairs)
+}
+
+/// Rotates one head vector in place: the first `2 · cos.len()` dims rotate (by `layout`), the
+/// rest pass through. `cos`/`sin` are one half-width row. This is the plain reference
+/// implementation every fast kernel is checked against.
+pub fn apply_rotary(x: &mut [f32], cos: &[f32], sin: &[f32], layout: RopeLayout) -> Result<()> {
+    let pairs = check_row(x, cos, sin)?;
     for i in 0..pairs {
         let (ia, ib) = pair_indices(layout, i, pairs);
         let (a, b) = (x[ia], x[ib]);
@@ -898,17 +904,7 @@ pub fn apply_rotary_inverse(
     sin: &[f32],
     layout: RopeLayout,
 ) -> Result<()> {
-    let pairs = cos.len();
-    if sin.len() != pairs {
-        return Err(Error::shape("sin row", pairs, sin.len()));
-    }
-    if 2 * pairs > x.len() {
-        return Err(Error::shape(
-            "head vector",
-            format!(">= rotary_dim = {}", 2 * pairs),
-            x.len(),
-        ));
-    }
+    let pairs = check_row(x, cos, sin)?;
     for i in 0..pairs {
         let (ia, ib) = pair_indices(layout, i, pairs);
         let (a, b) = (x[ia] as f64, x[ib] as f64);
