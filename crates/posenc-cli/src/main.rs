@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod core_cmds;
 mod learn;
 mod model_cmd;
+mod plots;
 mod serve;
 mod tables;
 

@@ -17,12 +17,16 @@
 
 #![warn(missing_docs)]
 
+pub mod attention_stats;
 pub mod diagnostics;
 mod error;
 pub mod fetch;
 pub mod gguf;
 pub mod llama;
 mod matmul;
+pub mod passkey;
+pub mod perplexity;
+pub mod scaling;
 pub mod tokenizer;
 
 pub use error::{Error, Result};

@@ -45,6 +45,102 @@ pub const MAX_CACHE_TOKENS: usize = 1 << 15;
 const QUERY_BLOCK: usize = 64;
 /// Query blocks up to this many rows use dot products instead of GEMM (decode steps).
 const SMALL_ROWS: usize = 2;
+/// Bins of [`HeadStats::distance_mass`]: distance 0, then `[2^(b-1), 2^b)` for bin `b`, the last
+/// bin holding everything from 2^15 on (the cache holds at most 2^15 tokens).
+pub const DISTANCE_BINS: usize = 17;
+
+/// The bin of [`HeadStats::distance_mass`] that a query–key distance falls in.
+pub fn distance_bin(distance: usize) -> usize {
+    if distance == 0 {
+        0
+    } else {
+        ((usize::BITS - distance.leading_zeros()) as usize).min(DISTANCE_BINS - 1)
+    }
+}
+
+/// Attention statistics of one head of one layer, summed over the observed queries.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HeadStats {
+    /// Number of query rows observed.
+    pub queries: u64,
+    /// Sum over queries of the attention entropy `−Σ p ln p` (nats).
+    pub entropy_sum: f64,
+    /// Sum over queries of the mean attended distance `Σ p·(i − j)` (query index `i`, key `j`,
+    /// in arrival order).
+    pub distance_sum: f64,
+    /// Sum over queries of the weight on the first cached token (the "attention sink").
+    pub first_token_sum: f64,
+    /// Sum over queries of the mean distance over the keys after the first one,
+    /// `Σ_{j≥1} p_j (i − j) / Σ_{j≥1} p_j` (queries whose weight is all on the first key add 0).
+    pub distance_after_first_sum: f64,
+    /// Attention weight summed over queries, by distance bin ([`distance_bin`]).
+    pub distance_mass: [f64; DISTANCE_BINS],
+}
+
+impl HeadStats {
+    fn merge(&mut self, o: &HeadStats) {
+        self.queries += o.queries;
+        self.entropy_sum += o.entropy_sum;
+        self.distance_sum += o.distance_sum;
+        self.first_token_sum += o.first_token_sum;
+        self.distance_after_first_sum += o.distance_after_first_sum;
+        for (a, b) in self.distance_mass.iter_mut().zip(&o.distance_mass) {
+            *a += b;
+        }
+    }
+
+    /// Adds one query row of attention probabilities over keys `0..p.len()`; the query is key
+    /// `p.len() − 1`.
+    fn add_row(&mut self, p: &[f32]) {
+        let q = p.len() - 1;
+        let (mut ent, mut dist) = (0.0f64, 0.0f64);
+        for (j, &pj) in p.iter().enumerate() {
+            if pj > 0.0 {
+                let pj = pj as f64;
+                ent -= pj * pj.ln();
+                dist += pj * (q - j) as f64;
+                self.distance_mass[distance_bin(q - j)] += pj;
+            }
+        }
+        let first = p.first().copied().unwrap_or(0.0) as f64;
+        let rest = 1.0 - first;
+        self.queries += 1;
+        self.entropy_sum += ent;
+        self.distance_sum += dist;
+        self.first_token_sum += first;
+        if rest > 1e-9 {
+            self.distance_after_first_sum += (dist - first * q as f64) / rest;
+        }
+    }
+}
+
+/// Collects [`HeadStats`] for every layer and head during [`Llama::forward_hidden`]. Only the
+/// attention of a pass that is given a probe computes them; the normal path is unchanged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttentionProbe {
+    /// Queries whose arrival index in the cache is below this are not counted.
+    pub query_from: usize,
+    /// Heads per layer.
+    pub n_heads: usize,
+    /// `n_layers × n_heads` statistics, layer-major.
+    pub stats: Vec<HeadStats>,
+}
+
+impl AttentionProbe {
+    /// An empty probe for `llama` that counts queries from arrival index `query_from` on.
+    pub fn new(config: &LlamaConfig, query_from: usize) -> AttentionProbe {
+        AttentionProbe {
+            query_from,
+            n_heads: config.n_heads,
+            stats: vec![HeadStats::default(); config.n_layers * config.n_heads],
+        }
+    }
+
+    /// Statistics of `head` in `layer`.
+    pub fn head(&self, layer: usize, head: usize) -> &HeadStats {
+        &self.stats[layer * self.n_heads + head]
+    }
+}
 
 /// Hyper-parameters read from `llama.*` metadata.
 #[derive(Debug, Clone, PartialEq)]
@@ -356,6 +452,36 @@ impl Llama {
         cache: &mut KvCache,
         logit_rows: &[usize],
     ) -> Result<Vec<f32>> {
+        let h = self.forward_hidden(
+            rope_setup, tokens, positions, attend, cache, logit_rows, None,
+        )?;
+        Ok(self.logits_from_hidden(&h))
+    }
+
+    /// The output head: logits (`rows × vocab_size`) of final hidden states that
+    /// [`Llama::forward_hidden`] returned (`rows × dim`, already normalized).
+    pub fn logits_from_hidden(&self, hidden: &[f32]) -> Vec<f32> {
+        let c = &self.config;
+        let rows = hidden.len() / c.dim;
+        let head = self.output.as_deref().unwrap_or(&self.token_embd);
+        linear(hidden, rows, c.dim, head, c.vocab_size)
+    }
+
+    /// The forward pass up to the output head: returns the final RMS-normalized hidden states
+    /// (`rows.len() × dim`) of the new tokens listed in `rows`, so that callers needing logits
+    /// at many positions can apply [`Llama::logits_from_hidden`] in chunks. With a `probe`,
+    /// attention statistics of every layer and head are added to it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_hidden(
+        &self,
+        rope_setup: &RopeSetup,
+        tokens: &[u32],
+        positions: &[u64],
+        attend: &[bool],
+        cache: &mut KvCache,
+        logit_rows: &[usize],
+        mut probe: Option<&mut AttentionProbe>,
+    ) -> Result<Vec<f32>> {
         let c = &self.config;
         let n = tokens.len();
         if positions.len() != n {
@@ -371,6 +497,16 @@ impl Llama {
                 "another shape",
             )
             .into());
+        }
+        if let Some(p) = probe.as_deref() {
+            if p.n_heads != c.n_heads || p.stats.len() != c.n_layers * c.n_heads {
+                return Err(posenc::Error::shape(
+                    "attention probe",
+                    "a probe from AttentionProbe::new for this model",
+                    "another shape",
+                )
+                .into());
+            }
         }
         let past = cache.len();
         if past + n > cache.max_tokens {
@@ -470,6 +606,7 @@ impl Llama {
                 &cache.keys[li],
                 &cache.values[li],
                 &cache.attend,
+                probe.as_deref_mut().map(|p| (li, p)),
             );
             let o = linear(&attn, n, d, &layer.wo, d);
             add_in_place(&mut x, &o);
@@ -487,9 +624,7 @@ impl Llama {
         for &r in logit_rows {
             sel.extend_from_slice(&x[r * d..(r + 1) * d]);
         }
-        let h = rms_norm(&sel, &self.output_norm, c.rms_eps);
-        let head = self.output.as_deref().unwrap_or(&self.token_embd);
-        Ok(linear(&h, logit_rows.len(), d, head, c.vocab_size))
+        Ok(rms_norm(&sel, &self.output_norm, c.rms_eps))
     }
 
     /// Greedy continuation: prefills `prompt` at positions `0..` into a fresh cache, then decodes one
@@ -557,7 +692,9 @@ fn rms_norm(x: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
 }
 
 /// Causal GQA attention of `n` new query rows (already rotated) against `past + n` cached keys.
-/// Returns `n × dim`.
+/// Returns `n × dim`. With a probe (layer index, probe), the statistics of every query row at or
+/// after `probe.query_from` are added to that layer's heads.
+#[allow(clippy::too_many_arguments)]
 fn attention(
     c: &LlamaConfig,
     q: &[f32],
@@ -566,19 +703,21 @@ fn attention(
     keys: &[f32],
     values: &[f32],
     attend: &[bool],
+    probe: Option<(usize, &mut AttentionProbe)>,
 ) -> Vec<f32> {
     let (d, kv, hd) = (c.dim, c.kv_dim(), c.head_dim);
     let group = c.n_heads / c.n_kv_heads;
     let scale = 1.0 / (hd as f32).sqrt();
     let blocks = n.div_ceil(QUERY_BLOCK);
     let has_padding = attend.iter().any(|&a| !a);
-    if n == 1 {
+    if n == 1 && probe.is_none() {
         return attention_one(c, q, past, keys, values, has_padding.then_some(attend));
     }
+    let query_from = probe.as_ref().map(|(_, p)| p.query_from);
     let jobs: Vec<(usize, usize)> = (0..c.n_heads)
         .flat_map(|h| (0..blocks).map(move |b| (h, b)))
         .collect();
-    let results: Vec<(usize, usize, Vec<f32>)> = jobs
+    let results: Vec<(usize, usize, Vec<f32>, Option<HeadStats>)> = jobs
         .into_par_iter()
         .map(|(h, b)| {
             let g = h / group;
@@ -617,11 +756,17 @@ fn attention(
                 };
                 gemm_into(qa, kt, &mut scores, n_keys);
             }
+            let mut stats = query_from.map(|_| HeadStats::default());
             for (r, row) in scores.chunks_exact_mut(n_keys).enumerate() {
                 let visible = past + i0 + r + 1;
                 let (live, hidden) = row.split_at_mut(visible);
                 hidden.fill(0.0);
                 masked_softmax(live, scale, has_padding.then_some(attend));
+                if let (Some(st), Some(from)) = (stats.as_mut(), query_from) {
+                    if visible > from {
+                        st.add_row(live);
+                    }
+                }
             }
             let mut out = vec![0.0f32; rows * hd];
             if rows <= SMALL_ROWS {
@@ -652,11 +797,15 @@ fn attention(
                 };
                 gemm_into(pa, vb, &mut out, hd);
             }
-            (h, i0, out)
+            (h, i0, out, stats)
         })
         .collect();
     let mut attn = vec![0.0f32; n * d];
-    for (h, i0, out) in results {
+    let mut probe = probe;
+    for (h, i0, out, stats) in results {
+        if let (Some((layer, p)), Some(st)) = (probe.as_mut(), stats) {
+            p.stats[*layer * c.n_heads + h].merge(&st);
+        }
         for (r, src) in out.chunks_exact(hd).enumerate() {
             let dst = (i0 + r) * d + h * hd;
             attn[dst..dst + hd].copy_from_slice(src);

@@ -123,10 +123,11 @@ fn rmsnorm(x: &[f64], w: &[f32]) -> Vec<f64> {
         .collect()
 }
 
-/// Interleaved rotation: pair i is (2i, 2i+1), angle = pos · BASE^(−2i/HEAD_DIM).
-fn rotate(head: &mut [f64], pos: u64) {
+/// Interleaved rotation: pair i is (2i, 2i+1), angle = pos · BASE^(−2i/HEAD_DIM) (a fractional
+/// position is linear interpolation).
+fn rotate(head: &mut [f64], pos: f64) {
     for i in 0..HEAD_DIM / 2 {
-        let theta = pos as f64 * BASE.powf(-2.0 * i as f64 / HEAD_DIM as f64);
+        let theta = pos * BASE.powf(-2.0 * i as f64 / HEAD_DIM as f64);
         let (a, b) = (head[2 * i], head[2 * i + 1]);
         head[2 * i] = a * theta.cos() - b * theta.sin();
         head[2 * i + 1] = a * theta.sin() + b * theta.cos();
@@ -135,7 +136,17 @@ fn rotate(head: &mut [f64], pos: u64) {
 
 /// Naive f64 forward pass over the whole sequence; logits of every position.
 fn reference(w: &Weights, tokens: &[u32], positions: &[u64]) -> Vec<Vec<f64>> {
+    let positions: Vec<f64> = positions.iter().map(|&p| p as f64).collect();
+    reference_with_probs(w, tokens, &positions).0
+}
+
+/// Attention weights `[layer][head][query][key ≤ query]`.
+type Probs = Vec<Vec<Vec<Vec<f64>>>>;
+
+/// [`reference`] at real-valued positions, also returning every attention weight.
+fn reference_with_probs(w: &Weights, tokens: &[u32], positions: &[f64]) -> (Vec<Vec<f64>>, Probs) {
     let n = tokens.len();
+    let mut probs: Probs = vec![vec![vec![Vec::new(); n]; HEADS]; LAYERS];
     let mut x: Vec<Vec<f64>> = tokens
         .iter()
         .map(|&t| {
@@ -145,7 +156,7 @@ fn reference(w: &Weights, tokens: &[u32], positions: &[u64]) -> Vec<Vec<f64>> {
                 .collect()
         })
         .collect();
-    for l in &w.layers {
+    for (li, l) in w.layers.iter().enumerate() {
         let h: Vec<Vec<f64>> = x.iter().map(|r| rmsnorm(r, &l[0])).collect();
         let mut q: Vec<Vec<f64>> = h.iter().map(|r| matvec(&l[1], r)).collect();
         let mut k: Vec<Vec<f64>> = h.iter().map(|r| matvec(&l[2], r)).collect();
@@ -174,6 +185,7 @@ fn reference(w: &Weights, tokens: &[u32], positions: &[u64]) -> Vec<Vec<f64>> {
                 let z: f64 = scores.iter().map(|s| (s - m).exp()).sum();
                 for (j, s) in scores.iter().enumerate() {
                     let p = (s - m).exp() / z;
+                    probs[li][hq][i].push(p);
                     for t in 0..HEAD_DIM {
                         attn[hq * HEAD_DIM + t] += p * v[j][g * HEAD_DIM + t];
                     }
@@ -198,9 +210,11 @@ fn reference(w: &Weights, tokens: &[u32], positions: &[u64]) -> Vec<Vec<f64>> {
             }
         }
     }
-    x.iter()
+    let logits = x
+        .iter()
         .map(|r| matvec(&w.embd, &rmsnorm(r, &w.out_norm)))
-        .collect()
+        .collect();
+    (logits, probs)
 }
 
 fn max_diff(a: &[f32], b: &[Vec<f64>]) -> f64 {
@@ -336,4 +350,175 @@ fn missing_tensor_and_wrong_shape_are_errors() {
         .unwrap()
         .to_string()
         .contains("shape"));
+}
+
+/// The attention probe's statistics equal those computed from the naive reference's weights.
+#[test]
+#[allow(clippy::needless_range_loop)]
+fn attention_probe_matches_reference_weights() {
+    use posenc_model::llama::{distance_bin, AttentionProbe, DISTANCE_BINS};
+    let w = weights();
+    let mut llama = Llama::from_gguf(&tiny_gguf(&w)).unwrap();
+    llama.rope.precision = posenc::rope::Precision::Exact;
+    let tokens = [3u32, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5];
+    let n = tokens.len();
+    let positions: Vec<u64> = (0..n as u64).collect();
+    let query_from = 3;
+    let mut probe = AttentionProbe::new(&llama.config, query_from);
+    let mut cache = llama.new_cache(n);
+    let rope = llama.rope.clone();
+    llama
+        .forward_hidden(
+            &rope,
+            &tokens,
+            &positions,
+            &[true; 11],
+            &mut cache,
+            &[],
+            Some(&mut probe),
+        )
+        .unwrap();
+    let pos_f: Vec<f64> = positions.iter().map(|&p| p as f64).collect();
+    let (_, probs) = reference_with_probs(&w, &tokens, &pos_f);
+    for l in 0..LAYERS {
+        for h in 0..HEADS {
+            let s = probe.head(l, h);
+            assert_eq!(s.queries, (n - query_from) as u64);
+            let (mut ent, mut dist, mut first, mut after) = (0.0, 0.0, 0.0, 0.0);
+            let mut mass = [0.0f64; DISTANCE_BINS];
+            for i in query_from..n {
+                let p = &probs[l][h][i];
+                ent -= p
+                    .iter()
+                    .filter(|&&v| v > 0.0)
+                    .map(|v| v * v.ln())
+                    .sum::<f64>();
+                dist += p
+                    .iter()
+                    .enumerate()
+                    .map(|(j, v)| v * (i - j) as f64)
+                    .sum::<f64>();
+                first += p[0];
+                after += p
+                    .iter()
+                    .enumerate()
+                    .skip(1)
+                    .map(|(j, v)| v * (i - j) as f64)
+                    .sum::<f64>()
+                    / p[1..].iter().sum::<f64>();
+                for (j, v) in p.iter().enumerate() {
+                    mass[distance_bin(i - j)] += v;
+                }
+            }
+            assert!(
+                (s.entropy_sum - ent).abs() < 1e-4,
+                "entropy {l}/{h}: {} vs {ent}",
+                s.entropy_sum
+            );
+            assert!((s.distance_sum - dist).abs() < 1e-4, "distance {l}/{h}");
+            assert!(
+                (s.first_token_sum - first).abs() < 1e-5,
+                "first token {l}/{h}"
+            );
+            assert!(
+                (s.distance_after_first_sum - after).abs() < 1e-3,
+                "distance after first {l}/{h}"
+            );
+            for (a, b) in s.distance_mass.iter().zip(&mass) {
+                assert!((a - b).abs() < 1e-5, "distance mass {l}/{h}");
+            }
+        }
+    }
+    // Attaching a probe does not change the computation.
+    let mut cache = llama.new_cache(n);
+    let plain = llama
+        .forward_hidden(
+            &rope,
+            &tokens,
+            &positions,
+            &[true; 11],
+            &mut cache,
+            &[n - 1],
+            None,
+        )
+        .unwrap();
+    let mut cache = llama.new_cache(n);
+    let mut probe = AttentionProbe::new(&llama.config, 0);
+    let probed = llama
+        .forward_hidden(
+            &rope,
+            &tokens,
+            &positions,
+            &[true; 11],
+            &mut cache,
+            &[n - 1],
+            Some(&mut probe),
+        )
+        .unwrap();
+    assert_eq!(plain, probed);
+}
+
+/// Perplexity per length and scaling from `perplexity_curves` (which reuses prefixes of longer
+/// runs) equals exp(mean NLL) of the naive reference run on each window separately.
+#[test]
+fn perplexity_curves_match_reference_windows() {
+    use posenc_model::perplexity::{perplexity_curves, PerplexityConfig};
+    let w = weights();
+    let mut llama = Llama::from_gguf(&tiny_gguf(&w)).unwrap();
+    llama.rope.precision = posenc::rope::Precision::Exact;
+    let text: Vec<u32> = values(77, 60)
+        .iter()
+        .map(|v| ((v + 0.5) * VOCAB as f32) as u32 % VOCAB as u32)
+        .collect();
+    let mut linear = llama.rope.clone();
+    linear.params.scaling = posenc::rope::RopeScaling::Linear { factor: 2.0 };
+    let scalings = vec![
+        ("none".to_string(), llama.rope.clone()),
+        ("linear x2".to_string(), linear),
+    ];
+    let config = PerplexityConfig {
+        lengths: vec![8, 16, 32],
+        windows: 2,
+        tail: 4,
+    };
+    let report = perplexity_curves(&llama, &scalings, &text, "test", &config, |_, _| {}).unwrap();
+    assert_eq!(report.window_starts, config.window_starts(text.len()));
+    // Static scalings: one run per scaling and window, at the longest length.
+    assert_eq!(report.runs.len(), 2 * 2);
+    for (si, factor) in [1.0f64, 2.0].iter().enumerate() {
+        for (li, &l) in config.lengths.iter().enumerate() {
+            let (mut sum, mut count, mut tsum, mut tcount) = (0.0, 0, 0.0, 0);
+            for &start in &report.window_starts {
+                let win = &text[start..start + l];
+                let pos: Vec<f64> = (0..l).map(|p| p as f64 / factor).collect();
+                let (logits, _) = reference_with_probs(&w, win, &pos);
+                for i in 0..l - 1 {
+                    let row = &logits[i];
+                    let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let lse = m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+                    let nll = lse - row[win[i + 1] as usize];
+                    sum += nll;
+                    count += 1;
+                    if i + 1 >= l - config.tail {
+                        tsum += nll;
+                        tcount += 1;
+                    }
+                }
+            }
+            let want = (sum / count as f64).exp();
+            let want_tail = (tsum / tcount as f64).exp();
+            let got = report.ppl[si][li];
+            let got_tail = report.tail_ppl[si][li];
+            assert!(
+                (got - want).abs() < 1e-4 * want,
+                "ppl {si}/{l}: {got} vs {want}"
+            );
+            assert!(
+                (got_tail - want_tail).abs() < 1e-4 * want_tail,
+                "tail {si}/{l}: {got_tail} vs {want_tail}"
+            );
+        }
+    }
+    // The two scalings are different models on these windows.
+    assert!((report.ppl[0][2] - report.ppl[1][2]).abs() > 1e-6);
 }
