@@ -30,9 +30,12 @@ LOG=$(mktemp)
 # A small synthetic passkey result (not model output) so the real-model panel's drawing path runs;
 # attention-stats.json stays absent so its "how to produce" path runs too.
 cat >"$RESULTS/passkey.json" <<'JSON'
-{"note": "synthetic file written by scripts/browser-test.sh",
+{"note": "synthetic file written by scripts/browser-test.sh, in the shape `posenc model passkey --out DIR` writes",
+ "scaling": "none", "context_length": 8192, "trials": 5, "seed": 0, "max_new_tokens": 10,
  "lengths": [256, 512, 1024, 2048], "depths": [0.0, 0.25, 0.5, 0.75, 1.0],
- "accuracy": [[1, 1, 1, 1, 1], [1, 1, 0.8, 1, 1], [1, 0.6, 0.4, 0.8, 1], [0.4, 0.2, 0, 0.2, 0.6]]}
+ "accuracy": [[1, 1, 1, 1, 1], [1, 1, 0.8, 1, 1], [1, 0.6, 0.4, 0.8, 1], [0.4, 0.2, 0, 0.2, 0.6]],
+ "cells": [{"length": 256, "depth": 0.0, "accuracy": 1.0,
+            "trials": [{"passkey": 4242, "answer": 4242, "correct": true, "prompt_tokens": 246, "generated": " 4242."}]}]}
 JSON
 "$BIN" serve --port "$PORT" --results "$RESULTS" >"$LOG" 2>&1 &
 SERVER=$!

@@ -274,3 +274,73 @@ fn shifting_all_positions_leaves_logits_unchanged() {
     assert!(worst < LOGIT_TOL, "shift by 1000 changed logits by {worst}");
     assert_eq!(top_k(&base, 20), top_k(&shifted, 20));
 }
+
+/// The whole check-decode suite on a short sequence: both correct comparisons agree within f32
+/// tolerance and every injected bug is detected (scaling_dropped with the default YaRN x4 is not a
+/// no-op: it changes the frequencies at any length).
+#[test]
+fn decode_suite_agrees_on_correct_paths_and_detects_every_bug() {
+    use posenc_model::diagnostics::{decode_suite, CheckKind};
+    let m = model();
+    let case = cases().into_iter().nth(1).expect("a second case");
+    let ids = &case.ids[..24];
+    let suite = decode_suite(&m.llama, ids, 18, |_, _| {}).unwrap();
+    for c in &suite.checks {
+        eprintln!(
+            "{:<22} {:?} max |Δlogit| {:.3e} top-1 {}/{}",
+            c.name, c.kind, c.max_abs_diff, c.top1_agree, c.compared
+        );
+        match c.kind {
+            CheckKind::Correct => assert!(c.within_tolerance, "{} drifts", c.name),
+            CheckKind::Bug => assert!(!c.within_tolerance && !c.no_op, "{} not detected", c.name),
+            CheckKind::Info => {}
+        }
+    }
+    let names: Vec<&str> = suite.checks.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "decode",
+            "padded_batch",
+            "decode_position_zero",
+            "decode_off_by_one",
+            "half_split_layout",
+            "shared_position_row",
+            "scaling_dropped",
+            "shared_arange_row"
+        ]
+    );
+    assert!(suite.pass);
+    // The arange row is a per-row shift: RoPE cannot see it.
+    assert!(suite.checks[7].within_tolerance);
+}
+
+/// Passkey prompts fill the cell (one more filler character would not fit) and the model finds
+/// the key in a short context.
+#[test]
+fn passkey_cell_fills_the_budget_and_short_context_is_answered() {
+    use posenc_model::passkey::{answer, cell_prompt, first_integer, prompt};
+    let m = model();
+    let t = &m.tokenizer;
+    for &(budget, depth) in &[(246usize, 0.5f64), (300, 0.0), (300, 1.0)] {
+        let ids = cell_prompt(t, 31337, budget, depth).unwrap();
+        assert!(ids.len() <= budget);
+        let text = t.decode(&ids).unwrap();
+        assert!(text.contains("The pass key is 31337. Remember it. 31337 is the pass key."));
+        let filler = text.len() - prompt(31337, 0, 0).len();
+        let prefix = (filler as f64 * depth).round() as usize;
+        // Two more characters of filler (split the same way) would exceed the budget.
+        let more = prompt(31337, prefix + 1, filler + 1 - prefix);
+        assert!(
+            t.encode(&more).unwrap().len() > budget || filler == 0,
+            "budget {budget}"
+        );
+    }
+    assert!(
+        cell_prompt(t, 1, 20, 0.5).is_err(),
+        "a prompt cannot fit in 20 tokens"
+    );
+    let ids = cell_prompt(t, 27182, 246, 0.5).unwrap();
+    let out = answer(&m.llama, &m.llama.rope, t, &ids, 10, m.eos_token).unwrap();
+    assert_eq!(first_integer(&out), Some(27182), "generated {out:?}");
+}

@@ -842,16 +842,18 @@ async fn config_inspect(body: Result<Bytes, BytesRejection>) -> Response {
 // ---------------------------------------------------------------- model results
 
 /// Result files the explorer knows, by API name.
+/// (`posenc model passkey|perplexity|attention-stats --out DIR` writes NAME.json, NAME.svg, NAME.png.)
 const RESULT_FILES: &[(&str, &str, &str)] = &[
-    (
-        "passkey",
-        "passkey.json",
-        "posenc model passkey --json > DIR/passkey.json",
-    ),
+    ("passkey", "passkey.json", "posenc model passkey --out DIR"),
     (
         "attention-stats",
         "attention-stats.json",
-        "posenc model attention-stats --json > DIR/attention-stats.json",
+        "posenc model attention-stats --out DIR",
+    ),
+    (
+        "perplexity",
+        "perplexity.json",
+        "posenc model perplexity --out DIR",
     ),
 ];
 
@@ -904,7 +906,8 @@ async fn results_index(State(state): State<Arc<AppState>>) -> Response {
     .await
 }
 
-/// Serves a known result (`passkey`, `attention-stats`) or any `NAME.json` in the results dir.
+/// Serves a known result (`passkey`, `attention-stats`, `perplexity`) or any `NAME.json` in the
+/// results dir.
 async fn results_file(
     State(state): State<Arc<AppState>>,
     name: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,

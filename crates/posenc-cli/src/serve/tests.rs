@@ -537,6 +537,7 @@ async fn results_are_served_from_the_results_dir() {
         [
             "passkey",
             "attention-stats",
+            "perplexity",
             "broken.json",
             "extra-run.json"
         ]
