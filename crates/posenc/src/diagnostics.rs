@@ -121,10 +121,10 @@ pub fn pair_report(
                     Band::Blended
                 }
             } else if let Some((low_wl, high_wl)) = llama3_bounds {
-                if unscaled_wavelength < high_wl {
-                    Band::Unchanged
-                } else if unscaled_wavelength > low_wl {
+                if unscaled_wavelength > low_wl {
                     Band::Interpolated
+                } else if unscaled_wavelength < high_wl {
+                    Band::Unchanged
                 } else {
                     Band::Blended
                 }
