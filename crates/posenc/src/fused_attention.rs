@@ -1101,8 +1101,11 @@ fn exp_f32_impl<const FMA: bool>(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     // 1.5 · 2^23: adding and subtracting it rounds to the nearest integer.
     const ROUND: f32 = 12_582_912.0;
-    let xc = x.clamp(-87.0, 0.0);
-    let n = fmadd::<FMA>(xc, LOG2E, ROUND) - ROUND;
+    // Comparisons rather than `max`/`clamp`: no NaN can reach here, and a plain select is
+    // cheaper than NaN-aware min/max. Callers pass x <= 0.
+    let xc = if x > -87.0 { x } else { -87.0 };
+    let t = fmadd::<FMA>(xc, LOG2E, ROUND);
+    let n = t - ROUND;
     let r = fmadd::<FMA>(n, -LN2_LO, fmadd::<FMA>(n, -LN2_HI, xc));
     let mut p = 1.987_569_1e-4f32;
     p = fmadd::<FMA>(p, r, 1.398_2e-3);
@@ -1111,8 +1114,10 @@ fn exp_f32_impl<const FMA: bool>(x: f32) -> f32 {
     p = fmadd::<FMA>(p, r, 1.666_666_5e-1);
     p = fmadd::<FMA>(p, r, 0.5);
     let y = fmadd::<FMA>(p, r * r, r) + 1.0;
+    // `t`'s low mantissa bits hold n (t = 1.5·2^23 + n): 2^n's bits are (n + 127) << 23, built
+    // with integer ops only (a float-to-int `as` would add saturation code to every lane).
     // n in [-126, 0]: 2^n is a normal float.
-    let two_n = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let two_n = f32::from_bits(t.to_bits().wrapping_sub(0x4B40_0000 - 127) << 23);
     if x < -87.0 {
         0.0
     } else {
@@ -1240,6 +1245,17 @@ fn task_body<const FMA: bool, const KR: usize, const CW: usize>(
     }
 }
 
+/// `[0.0, 1.0, .., QUERY_TILE - 1]`: lane offsets as floats (no int-to-float conversion per lane).
+const LANE_INDEX: [f32; QUERY_TILE] = {
+    let mut a = [0.0f32; QUERY_TILE];
+    let mut i = 0;
+    while i < QUERY_TILE {
+        a[i] = i as f32;
+        i += 1;
+    }
+    a
+};
+
 /// Adds the bias of key position `pk` for every query lane of `row` (`rows` real lanes).
 #[inline(always)]
 fn add_bias_row(plan: &Plan, h: usize, qpos: &[u64], q_contiguous: bool, pk: u64, row: &mut [f32]) {
@@ -1253,11 +1269,16 @@ fn add_bias_row(plan: &Plan, h: usize, qpos: &[u64], q_contiguous: bool, pk: u64
             if q_contiguous && t0.abs() + (QUERY_TILE as i128) < (1 << 24) {
                 let neg_m = -(m64 as f32);
                 let t0 = t0 as f32;
-                for (r, s) in row[..rows].iter_mut().enumerate() {
-                    // Exact: integers below 2^24.
-                    let dist = t0 + r as f32;
-                    let dist = if symmetric { dist.abs() } else { dist.max(0.0) };
-                    *s += neg_m * dist;
+                if symmetric {
+                    for (s, &r) in row[..rows].iter_mut().zip(&LANE_INDEX) {
+                        // Exact: integers below 2^24.
+                        *s += neg_m * (t0 + r).abs();
+                    }
+                } else {
+                    for (s, &r) in row[..rows].iter_mut().zip(&LANE_INDEX) {
+                        let dist = t0 + r;
+                        *s += neg_m * if dist > 0.0 { dist } else { 0.0 };
+                    }
                 }
             } else {
                 for (s, &pq) in row[..rows].iter_mut().zip(qpos) {
@@ -1314,13 +1335,17 @@ fn online_softmax_tile<const FMA: bool>(
     let mut tile_max = [f32::NEG_INFINITY; QUERY_TILE];
     for row in s[..len * QUERY_TILE].chunks_exact(QUERY_TILE) {
         for (t, &x) in tile_max.iter_mut().zip(row) {
-            *t = t.max(x);
+            *t = if x > *t { x } else { *t };
         }
     }
     let mut new_max = [0.0f32; QUERY_TILE];
     let mut alpha = [0.0f32; QUERY_TILE];
     for r in 0..QUERY_TILE {
-        let nm = m[r].max(tile_max[r]);
+        let nm = if tile_max[r] > m[r] {
+            tile_max[r]
+        } else {
+            m[r]
+        };
         // Nothing allowed yet for this query: any finite reference keeps every weight 0.
         let nm_safe = if nm == f32::NEG_INFINITY { 0.0 } else { nm };
         alpha[r] = exp_f32_impl::<FMA>(m[r] - nm_safe);
@@ -1651,7 +1676,7 @@ fn softmax_row(row: &mut [f32]) {
     let mut chunks = row.chunks_exact(16);
     for c in &mut chunks {
         for (a, &x) in lanes.iter_mut().zip(c) {
-            *a = a.max(x);
+            *a = if x > *a { x } else { *a };
         }
     }
     let max = chunks
