@@ -221,6 +221,8 @@ try {
     await page.click("#longctx [data-role=inspect]");
     await req;
     await page.waitForFunction(() => /llama3/.test(document.querySelector("#longctx [data-role=report]").textContent), null, { timeout: 10000 });
+    // The same report `posenc inspect` prints: per-pair table, bands, the Men et al. bound, lint.
+    await page.waitForFunction(() => /Men et al\. 2024/.test(document.querySelector("#longctx [data-role=report] pre").textContent), null, { timeout: 10000 });
     await page.fill("#longctx textarea[name=config]", "{broken");
     await page.click("#longctx [data-role=inspect]");
     await page.waitForFunction(() => /error/.test(document.querySelector("#longctx [data-role=report]").textContent), null, { timeout: 10000 });

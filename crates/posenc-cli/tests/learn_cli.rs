@@ -6,12 +6,8 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value as J;
 
-fn posenc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_posenc"))
-        .args(args)
-        .output()
-        .expect("run posenc")
-}
+mod common;
+use common::posenc;
 
 fn posenc_stdin(args: &[&str], input: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_posenc"))

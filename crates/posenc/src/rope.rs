@@ -329,15 +329,7 @@ impl RopeParams {
                 check_positive("factor", l.factor)?;
                 check_positive("low_freq_factor", l.low_freq_factor)?;
                 check_positive("high_freq_factor", l.high_freq_factor)?;
-                if l.high_freq_factor == l.low_freq_factor {
-                    return Err(Error::invalid(
-                        "high_freq_factor",
-                        format!(
-                            "a value different from low_freq_factor ({})",
-                            l.low_freq_factor
-                        ),
-                    ));
-                }
+                // high <= low is legal (HF warns): the blended band is then empty.
                 if l.original_max_position_embeddings == 0 {
                     return Err(Error::invalid(
                         "original_max_position_embeddings",
@@ -480,10 +472,13 @@ impl RopeParams {
                     .into_iter()
                     .map(|f| {
                         let wavelen = TAU / f;
-                        if wavelen < high_wl {
-                            f
-                        } else if wavelen > low_wl {
+                        // HF's order: long wavelengths are divided first, so with
+                        // high_freq_factor <= low_freq_factor (no blended band) every pair past
+                        // low_freq_wavelen is divided.
+                        if wavelen > low_wl {
                             f / l.factor
+                        } else if wavelen < high_wl {
+                            f
                         } else {
                             let smooth = (l.original_max_position_embeddings as f64 / wavelen
                                 - l.low_freq_factor)
