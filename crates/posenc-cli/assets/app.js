@@ -784,7 +784,9 @@ function longctxPanel(panel) {
         ["factor", d.factor], ["attention_factor", fmt(d.attention_factor, 5)], ["pairs with wavelength > training length", d.pairs_with_wavelength_beyond_training]];
       box.innerHTML = "<table>" + rows.map(([k, v]) => `<tr><td>${k}</td><td><b>${v ?? "–"}</b></td></tr>`).join("") + "</table>" +
         (d.warnings.length ? d.warnings.map(w => `<div class="warn">⚠ ${w.replace(/</g, "&lt;")}</div>`).join("") : "<div>no warnings</div>") +
-        `<svg data-fig="cfgwl" height="160"></svg>`;
+        `<svg data-fig="cfgwl" height="160"></svg>` +
+        `<details open><summary>posenc inspect report (training context ${fmtInt(d.training_context)}, target ${fmtInt(d.target_context)})</summary><pre class="inspect-text"></pre></details>`;
+      box.querySelector("pre").textContent = d.text;
       plot(box.querySelector("svg"), { series: [{ x: d.wavelength.map((_, i) => i), y: d.wavelength, kind: "dots", colour: "#1c5fb8" }], ylog: true, xlabel: "pair", ylabel: "wavelength",
         hlines: d.original_max_position_embeddings || d.max_position_embeddings ? [{ at: d.original_max_position_embeddings || d.max_position_embeddings, colour: "#d6336c", label: "training length" }] : [] });
     } catch (e) {

@@ -5,6 +5,7 @@
 //! them). The server listens on 127.0.0.1 by default, logs one line per request to stderr and
 //! stops cleanly on Ctrl-C.
 
+use std::future::IntoFuture;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -97,13 +98,19 @@ async fn log_request(req: Request, next: Next) -> Response {
     resp
 }
 
+/// How long connections still open after Ctrl-C may finish before the server closes them.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Runs `posenc serve` until Ctrl-C.
 pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(serve(args))
+    let code = runtime.block_on(serve(args));
+    // A computation still running on a blocking thread is abandoned, not awaited.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    code
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
@@ -123,16 +130,29 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     let app = app(api::AppState {
         results_dir: args.results,
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            // If the signal handler cannot be installed, run until killed.
-            if tokio::signal::ctrl_c().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-            eprintln!("posenc explorer: shutting down");
-        })
-        .await
-        .context("serving")?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                stop_rx.await.ok();
+            })
+            .into_future(),
+    );
+    // If the signal handler cannot be installed, run until killed.
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    eprintln!("posenc explorer: shutting down");
+    stop_tx.send(()).ok();
+    // Graceful shutdown waits for every open connection; a client that keeps one open (a
+    // browser's idle keep-alive, a half-sent request) must not keep the server alive.
+    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+        Ok(joined) => joined.context("server task")?.context("serving")?,
+        Err(_) => eprintln!(
+            "posenc explorer: connections still open after {} s; closing them",
+            SHUTDOWN_GRACE.as_secs()
+        ),
+    }
     Ok(0)
 }
 

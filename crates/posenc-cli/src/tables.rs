@@ -107,15 +107,7 @@ pub fn alibi(args: AlibiArgs) -> anyhow::Result<i32> {
     if args.json {
         let mut out = json!({ "slopes": slopes, "symmetric": args.symmetric });
         if let (Some(b), Some(len)) = (&bias, args.len) {
-            let heads: Vec<Vec<Vec<f64>>> = b
-                .chunks(len * len.max(1))
-                .map(|h| {
-                    h.chunks(len.max(1))
-                        .map(|r| r.iter().map(|&x| x as f64).collect())
-                        .collect()
-                })
-                .collect();
-            out["bias"] = json!(heads);
+            out["bias"] = json!(bias_cube(b, slopes.len(), len));
         }
         println!("{out}");
         return Ok(0);
@@ -129,9 +121,9 @@ pub fn alibi(args: AlibiArgs) -> anyhow::Result<i32> {
         println!("  head {h:>3}: slope {s:<12.6e}  weight halves every {:.1} tokens, falls to 1% at {window:.1}", std::f64::consts::LN_2 / s);
     }
     if let (Some(b), Some(len)) = (&bias, args.len) {
-        for (h, head) in b.chunks(len * len).enumerate().take(4) {
+        for (h, head) in bias_cube(b, slopes.len(), len).iter().enumerate().take(4) {
             println!("head {h} bias:");
-            for row in head.chunks(len).take(16) {
+            for row in head.iter().take(16) {
                 println!(
                     "  {}",
                     row.iter()
@@ -144,6 +136,23 @@ pub fn alibi(args: AlibiArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// A flat `[heads][len][len]` bias as nested rows (`len = 0` gives `heads` empty matrices).
+fn bias_cube(flat: &[f32], heads: usize, len: usize) -> Vec<Vec<Vec<f64>>> {
+    (0..heads)
+        .map(|h| {
+            (0..len)
+                .map(|q| {
+                    let start = (h * len + q) * len;
+                    flat[start..start + len]
+                        .iter()
+                        .map(|&x| f64::from(x))
+                        .collect()
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Parses `A:B` into an inclusive range.

@@ -1,118 +1,116 @@
-//! The CLI contract for `rope` and `inspect`: JSON shape, parity with the fixtures, exit status 2
-//! with a one-line message on bad input, never a panic.
+//! The CLI contract for `rope` and `inspect`: JSON shape, parity with every fixture and every
+//! `seq_len` in it, exit status 2 with a one-line message on bad input, never a panic.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
+use common::{assert_usage_error, fixture, fixtures, json, posenc, read_json};
 
-fn posenc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_posenc"))
-        .args(args)
-        .output()
-        .expect("run posenc")
-}
-
-fn fixtures() -> PathBuf {
-    std::env::var_os("POSENC_FIXTURES")
-        .map(Into::into)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
-        })
-}
-
-fn fixture(name: &str) -> String {
-    fixtures()
-        .join("rope")
-        .join(name)
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
-}
-
-/// Exit 2, one line on stderr that mentions `needle`, no panic text.
-fn assert_usage_error(out: &Output, needle: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
-        "{stderr}"
-    );
-    assert_eq!(
-        stderr.trim_end().lines().count(),
-        1,
-        "one line expected: {stderr}"
-    );
-    assert!(stderr.contains(needle), "expected `{needle}` in: {stderr}");
-}
-
+/// `posenc rope --json` against every fixture in `../shared/fixtures/rope` and every `seq_len`
+/// in it, at every fixture position: `inv_freq` and `attention_factor` within 1e-6 (relative /
+/// absolute), `hf` cos/sin within 1e-5 of `hf_cos`/`hf_sin`, `exact` cos/sin within 1e-6 of the
+/// f64 value `cos(p·inv_freq)·attention_factor`.
 #[test]
-fn rope_json_matches_hf_fixture_in_hf_mode() {
-    let cfg = fixture("phi3-style-longrope.config.json");
-    let expected: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixture("phi3-style-longrope.expected.json")).unwrap(),
-    )
-    .unwrap();
-    let entry = expected
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["seq_len"] == 8192)
-        .unwrap();
-    let positions: Vec<String> = entry["positions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.to_string())
+fn rope_json_matches_every_fixture_and_seq_len() {
+    let dir = fixtures().join("rope");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|n| n.strip_suffix(".config.json").map(str::to_string))
         .collect();
-    let out = json(&posenc(&[
-        "rope",
-        "--config",
-        &cfg,
-        "--seq-len",
-        "8192",
-        "--positions",
-        &positions.join(","),
-        "--precision",
-        "hf",
-        "--json",
-    ]));
-    for key in [
-        "rope_type",
-        "rotary_dim",
-        "head_dim",
-        "inv_freq",
-        "attention_factor",
-        "positions",
-        "cos",
-        "sin",
-        "warnings",
-    ] {
-        assert!(out.get(key).is_some(), "missing {key}");
-    }
-    assert_eq!(out["rope_type"], "longrope");
-    assert_eq!(out["rotary_dim"], 96);
-    assert_eq!(out["head_dim"], 96);
-    let af = out["attention_factor"].as_f64().unwrap();
-    assert!((af - entry["attention_factor"].as_f64().unwrap()).abs() < 1e-12);
-    for (key, want_key) in [("cos", "hf_cos"), ("sin", "hf_sin")] {
-        for (row, want) in out[key]
-            .as_array()
-            .unwrap()
-            .iter()
-            .zip(entry[want_key].as_array().unwrap())
-        {
-            for (g, w) in row.as_array().unwrap().iter().zip(want.as_array().unwrap()) {
-                assert!((g.as_f64().unwrap() - w.as_f64().unwrap()).abs() <= 1e-5);
+    names.sort();
+    assert!(names.len() >= 8, "{names:?}");
+    let mut entries = 0;
+    for name in &names {
+        let cfg = fixture(&format!("{name}.config.json"));
+        let expected = read_json(dir.join(format!("{name}.expected.json")));
+        for entry in expected.as_array().unwrap() {
+            let positions: Vec<String> = entry["positions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.to_string())
+                .collect();
+            let positions = positions.join(",");
+            let seq_len = entry["seq_len"].as_u64().map(|s| s.to_string());
+            for precision in ["hf", "exact"] {
+                let mut args = vec![
+                    "rope",
+                    "--config",
+                    &cfg,
+                    "--positions",
+                    &positions,
+                    "--precision",
+                    precision,
+                    "--json",
+                ];
+                if let Some(s) = &seq_len {
+                    args.extend(["--seq-len", s.as_str()]);
+                }
+                let out = json(&posenc(&args));
+                let ctx = format!("{name} seq_len {seq_len:?} {precision}");
+                for key in [
+                    "rope_type",
+                    "rotary_dim",
+                    "head_dim",
+                    "inv_freq",
+                    "attention_factor",
+                    "positions",
+                    "cos",
+                    "sin",
+                    "warnings",
+                ] {
+                    assert!(out.get(key).is_some(), "{ctx}: missing {key}");
+                }
+                assert_eq!(out["rope_type"], entry["rope_type"], "{ctx}");
+                assert_eq!(out["rotary_dim"], entry["rotary_dim"], "{ctx}");
+                assert_eq!(out["positions"], entry["positions"], "{ctx}");
+                let inv: Vec<f64> = out["inv_freq"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap())
+                    .collect();
+                let want = entry["inv_freq"].as_array().unwrap();
+                assert_eq!(inv.len(), want.len(), "{ctx}");
+                for (g, w) in inv.iter().zip(want) {
+                    let w = w.as_f64().unwrap();
+                    assert!(
+                        (g - w).abs() <= 1e-6 * w.abs(),
+                        "{ctx}: inv_freq {g} vs {w}"
+                    );
+                }
+                let af = out["attention_factor"].as_f64().unwrap();
+                let want_af = entry["attention_factor"].as_f64().unwrap();
+                assert!(
+                    (af - want_af).abs() <= 1e-6,
+                    "{ctx}: attention_factor {af} vs {want_af}"
+                );
+                for (key, hf_key, f64_trig) in [
+                    ("cos", "hf_cos", f64::cos as fn(f64) -> f64),
+                    ("sin", "hf_sin", f64::sin),
+                ] {
+                    for (r, row) in out[key].as_array().unwrap().iter().enumerate() {
+                        let p = entry["positions"][r].as_f64().unwrap();
+                        let row = row.as_array().unwrap();
+                        assert_eq!(row.len(), inv.len(), "{ctx}: half-width rows");
+                        for (i, g) in row.iter().enumerate() {
+                            let g = g.as_f64().unwrap();
+                            let (want, tol) = if precision == "hf" {
+                                (entry[hf_key][r][i].as_f64().unwrap(), 1e-5)
+                            } else {
+                                (f64_trig(p * inv[i]) * af, 1e-6)
+                            };
+                            assert!(
+                                (g - want).abs() <= tol,
+                                "{ctx}: {key} position {p} pair {i}: {g} vs {want}"
+                            );
+                        }
+                    }
+                }
             }
+            entries += 1;
         }
     }
+    assert!(entries >= 18, "{entries} fixture entries");
 }
 
 #[test]
@@ -143,21 +141,113 @@ fn inspect_reports_bands_and_bound() {
     let layer = &out["layers"][0];
     assert_eq!(layer["rope_type"], "llama3");
     assert_eq!(layer["pairs"].as_array().unwrap().len(), 64);
+    assert_eq!(layer["original_context"], 8192);
+    assert_eq!(layer["extended_context"], 131072);
+    // Per pair, against both contexts: turns = context / wavelength.
+    for r in layer["pairs"].as_array().unwrap() {
+        let wl = r["wavelength"].as_f64().unwrap();
+        let unscaled_wl = std::f64::consts::TAU / r["inv_freq_unscaled"].as_f64().unwrap();
+        let turns_ext = r["turns_in_extended"].as_f64().unwrap();
+        assert!((turns_ext - 131072.0 / wl).abs() <= 1e-9 * turns_ext.max(1.0));
+        assert_eq!(r["incomplete_in_original"], unscaled_wl > 8192.0);
+        assert_eq!(r["incomplete_in_extended"], wl > 131072.0);
+    }
     assert!(!layer["pairs_incomplete_in_original"]
         .as_array()
         .unwrap()
         .is_empty());
     assert_eq!(layer["bands"]["kind"], "llama3");
+    // The bound is checked directly: it satisfies the criterion at every m < 131072 and a base
+    // 2% below it (the grid step) does not.
+    let bound = layer["base_bound"]["lower_bound_for_extended"]
+        .as_f64()
+        .unwrap();
     assert!(
-        layer["base_bound"]["lower_bound_for_extended"]
-            .as_f64()
+        posenc::diagnostics::base_criterion(bound, 128, 131072, false)
             .unwrap()
-            > 1e6
+            .holds
     );
-    // Text report works too.
+    assert!(
+        !posenc::diagnostics::base_criterion(bound / 1.02, 128, 131072, true)
+            .unwrap()
+            .holds
+    );
+    // The frequencies in use: first violation as a direct scan finds it.
+    let inv: Vec<f64> = layer["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["inv_freq"].as_f64().unwrap())
+        .collect();
+    let first =
+        (0..131072usize).find(|&m| inv.iter().map(|f| (m as f64 * f).cos()).sum::<f64>() < 0.0);
+    assert_eq!(
+        layer["base_bound"]["scaled_first_violation"]
+            .as_u64()
+            .map(|m| m as usize),
+        first
+    );
+    assert!(out["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w.as_str().unwrap().contains("differs from factor")));
+
+    // Text report: the same content, readable.
     let text = posenc(&["inspect", &fixture("qwen2.5-7b-yarn.config.json")]);
     assert!(text.status.success());
-    assert!(String::from_utf8_lossy(&text.stdout).contains("yarn"));
+    let text = String::from_utf8_lossy(&text.stdout);
+    for needle in [
+        "rope_type yarn",
+        "turns/target",
+        "YaRN bands (beta_fast 32",
+        "target context 131072 (from training context × factor)",
+        "Men et al. 2024",
+        "smallest base that satisfies it for 131072 tokens",
+        "warning: rope_scaling.factor",
+    ] {
+        assert!(text.contains(needle), "`{needle}` missing from:\n{text}");
+    }
+}
+
+/// `--original` / `--context` override the contexts; a context past the criterion's cap is
+/// checked up to the cap and the bound reported as not computed, not an error.
+#[test]
+fn inspect_contexts_override_and_cap() {
+    let cfg = fixture("longchat-linear-8.config.json");
+    let out = json(&posenc(&[
+        "inspect",
+        &cfg,
+        "--original",
+        "2048",
+        "--context",
+        "16384",
+        "--json",
+    ]));
+    let layer = &out["layers"][0];
+    assert_eq!(layer["original_context"], 2048);
+    assert_eq!(layer["original_context_from"], "--original");
+    assert_eq!(layer["extended_context"], 16384);
+    let dir = std::env::temp_dir().join(format!("posenc-inspect-cap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let huge = dir.join("huge.json");
+    std::fs::write(
+        &huge,
+        r#"{"hidden_size": 4096, "num_attention_heads": 32, "max_position_embeddings": 10485760,
+            "rope_theta": 500000.0}"#,
+    )
+    .unwrap();
+    let out = json(&posenc(&["inspect", huge.to_str().unwrap(), "--json"]));
+    let bb = &out["layers"][0]["base_bound"];
+    assert!(bb["lower_bound_for_extended"].is_null());
+    assert!(
+        bb["lower_bound_note"].as_str().unwrap().contains("cap"),
+        "{bb}"
+    );
+    assert_eq!(bb["scaled_frequencies_hold_for_extended"], false);
+    std::fs::remove_dir_all(&dir).ok();
+    assert_usage_error(&posenc(&["inspect", &cfg, "--context", "0"]), "--context");
+    assert_usage_error(&posenc(&["inspect", "/nonexistent.json"]), "FILE");
 }
 
 #[test]

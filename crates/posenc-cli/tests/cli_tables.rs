@@ -1,35 +1,7 @@
 //! `posenc alibi`, `t5-buckets` and `sinusoidal`: JSON contract and parity with the fixtures.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-fn posenc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_posenc"))
-        .args(args)
-        .output()
-        .expect("run posenc")
-}
-
-fn fixtures() -> PathBuf {
-    std::env::var_os("POSENC_FIXTURES")
-        .map(Into::into)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
-        })
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
-}
-
-fn read(path: PathBuf) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
+mod common;
+use common::{fixtures, json, posenc, read_json as read};
 
 #[test]
 fn alibi_slopes_match_bloom_fixture() {
@@ -149,6 +121,19 @@ fn sinusoidal_matches_closed_form() {
             assert!((v.as_f64().unwrap() - want).abs() < 1e-7);
         }
     }
+}
+
+/// `--len 0`: an empty bias per head, in JSON and in text (this used to panic).
+#[test]
+fn alibi_with_zero_length_prints_empty_matrices() {
+    let out = json(&posenc(&["alibi", "--heads", "3", "--len", "0", "--json"]));
+    assert_eq!(out["bias"], serde_json::json!([[], [], []]));
+    let text = posenc(&["alibi", "--heads", "3", "--len", "0"]);
+    assert!(
+        text.status.success(),
+        "{}",
+        String::from_utf8_lossy(&text.stderr)
+    );
 }
 
 #[test]

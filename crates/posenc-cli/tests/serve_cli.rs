@@ -60,6 +60,18 @@ fn serve_answers_on_loopback_and_stops_on_sigint() {
     assert!(status.contains("400"), "{status}");
     assert!(body.contains("\"error\""), "{body}");
 
+    // A client that keeps a connection open with half a request must not hold the server up.
+    let mut lingering = TcpStream::connect(&addr).expect("connect");
+    lingering
+        .write_all(b"GET /api/health HTTP/1.1\r\nHost")
+        .unwrap();
+    // And an idle keep-alive connection after one full answer.
+    let mut idle = TcpStream::connect(&addr).expect("connect");
+    write!(idle, "GET /api/health HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut buf = [0u8; 512];
+    let n = idle.read(&mut buf).expect("keep-alive answer");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("200"));
+
     let kill = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -77,6 +89,7 @@ fn serve_answers_on_loopback_and_stops_on_sigint() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(0), "graceful shutdown exits 0");
+    drop((lingering, idle));
     let mut log = String::new();
     stderr.read_to_string(&mut log).ok();
     assert!(log.contains("GET /api/health 200"), "request log: {log}");

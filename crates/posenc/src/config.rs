@@ -8,7 +8,11 @@
 //! * Gemma 3: `rope_theta` for global layers and `rope_local_base_freq` for sliding layers;
 //! * rotary width from `partial_rotary_factor` (Phi, Gemma 4), `rotary_pct` (GPT-NeoX) or
 //!   `rotary_dim`; head size from `head_dim` or `hidden_size / num_attention_heads`;
-//! * `original_max_position_embeddings` inside the scaling block or at top level (Phi-3).
+//! * `original_max_position_embeddings` inside the scaling block or at top level (Phi-3; as in HF,
+//!   the top-level value wins for a single block, and defaults to `max_position_embeddings` for
+//!   YaRN, Llama 3 and LongRoPE when neither is given);
+//! * multimodal configs whose language model sits under `text_config` (Gemma 3, Gemma 4, Llama 4);
+//! * Gemma 4's `global_head_dim`: the head size of its full-attention layers.
 //!
 //! Missing required keys and impossible values are errors that name the key. Keys that are present
 //! but unused and suspicious values are returned as [`Lint`] warnings.
@@ -179,7 +183,10 @@ fn used_keys(rope_type: &str) -> &'static [&'static str] {
 /// Context shared by every layer block of one config.
 struct Globals {
     head_dim: usize,
-    partial_rotary_factor: f64,
+    /// Gemma 4: head size of the full-attention layers.
+    global_head_dim: Option<usize>,
+    /// `partial_rotary_factor` / `rotary_pct` at top level (HF: wins over a block's own value).
+    top_partial: Option<f64>,
     rotary_dim_override: Option<usize>,
     max_position_embeddings: usize,
     top_original: Option<usize>,
@@ -200,12 +207,23 @@ pub fn parse_config(text: &str) -> Result<ModelConfig> {
 
 /// Parses an already-decoded `config.json` value.
 pub fn parse_config_value(value: &Value) -> Result<ModelConfig> {
-    let root = value
+    let outer = value
         .as_object()
         .ok_or_else(|| Error::invalid("config.json", "a JSON object at top level"))?;
+    // Multimodal models keep the language model's settings under `text_config` (HF
+    // `get_text_config`); read them there unless the top level has its own sizes.
+    let root = match outer.get("text_config") {
+        Some(Value::Object(text))
+            if !outer.contains_key("hidden_size") && !outer.contains_key("head_dim") =>
+        {
+            text
+        }
+        _ => outer,
+    };
     let mut warnings = Vec::new();
     let model_type = root
         .get("model_type")
+        .or_else(|| outer.get("model_type"))
         .and_then(Value::as_str)
         .map(str::to_string);
 
@@ -266,7 +284,7 @@ pub fn parse_config_value(value: &Value) -> Result<ModelConfig> {
         }
     };
 
-    let partial_rotary_factor = match (
+    let top_partial = match (
         get_f64(root, "partial_rotary_factor", "")?,
         get_f64(root, "rotary_pct", "")?,
     ) {
@@ -277,23 +295,35 @@ pub fn parse_config_value(value: &Value) -> Result<ModelConfig> {
                     "both partial_rotary_factor and rotary_pct are set; using partial_rotary_factor"
                         .into(),
             });
-            p
+            Some(p)
         }
-        (Some(p), None) | (None, Some(p)) => p,
-        (None, None) => 1.0,
+        (Some(p), None) | (None, Some(p)) => Some(p),
+        (None, None) => None,
     };
-    if !(partial_rotary_factor > 0.0 && partial_rotary_factor <= 1.0) {
-        return Err(Error::invalid(
-            "partial_rotary_factor",
-            format!("a number in (0, 1], got {partial_rotary_factor}"),
-        ));
+    if let Some(p) = top_partial {
+        if !(p > 0.0 && p <= 1.0) {
+            return Err(Error::invalid(
+                "partial_rotary_factor",
+                format!("a number in (0, 1], got {p}"),
+            ));
+        }
     }
     let rotary_dim_override = get_usize(root, "rotary_dim", "")?;
     let top_original = get_usize(root, "original_max_position_embeddings", "")?;
+    let global_head_dim = match get_usize(root, "global_head_dim", "")? {
+        Some(0) => {
+            return Err(Error::invalid(
+                "global_head_dim",
+                "a positive integer, got 0",
+            ))
+        }
+        other => other,
+    };
 
     let globals = Globals {
         head_dim,
-        partial_rotary_factor,
+        global_head_dim,
+        top_partial,
         rotary_dim_override,
         max_position_embeddings,
         top_original,
@@ -311,10 +341,20 @@ pub fn parse_config_value(value: &Value) -> Result<ModelConfig> {
             }
             let per_layer = params.values().all(Value::is_object) && !params.is_empty();
             if per_layer {
+                if let Some(o) = globals.top_original {
+                    warnings.push(Lint {
+                        key: "original_max_position_embeddings".into(),
+                        message: format!("top-level value {o} is not read for per-layer rope_parameters (HF uses each block's value, else max_position_embeddings)"),
+                    });
+                }
                 for (layer_type, block) in params {
                     let block = block.as_object().expect("checked is_object");
                     let path = format!("rope_parameters.{layer_type}.");
-                    let p = parse_block(block, &path, top_theta, &globals, &mut warnings)?;
+                    let layer = Layer {
+                        per_layer: true,
+                        full_attention: layer_type == "full_attention",
+                    };
+                    let p = parse_block(block, &path, top_theta, &globals, layer, &mut warnings)?;
                     layers.push(LayerRope {
                         layer_type: layer_type.clone(),
                         params: p,
@@ -326,6 +366,7 @@ pub fn parse_config_value(value: &Value) -> Result<ModelConfig> {
                     "rope_parameters.",
                     top_theta,
                     &globals,
+                    Layer::default(),
                     &mut warnings,
                 )?;
                 layers.push(LayerRope {
@@ -359,7 +400,14 @@ pub fn parse_config_value(value: &Value) -> Result<ModelConfig> {
                 });
                 Some(10000.0)
             });
-            let global = parse_block(block, "rope_scaling.", theta, &globals, &mut warnings)?;
+            let global = parse_block(
+                block,
+                "rope_scaling.",
+                theta,
+                &globals,
+                Layer::default(),
+                &mut warnings,
+            )?;
             if let Some(local_base) = get_f64(root, "rope_local_base_freq", "")? {
                 // Gemma 3: sliding-window layers use their own base and no scaling.
                 let local = RopeParams {
@@ -416,14 +464,28 @@ fn rename_field(e: Error, from: &str, to: &str) -> Error {
     }
 }
 
+/// Which block [`parse_block`] reads: one of several per-layer blocks or the only one.
+#[derive(Debug, Clone, Copy, Default)]
+struct Layer {
+    /// One entry of a per-layer `rope_parameters`.
+    per_layer: bool,
+    /// The `full_attention` entry (Gemma 4 gives it its own head size).
+    full_attention: bool,
+}
+
 /// Parses one scaling block (legacy `rope_scaling` or one `rope_parameters` entry).
 fn parse_block(
     block: &Map<String, Value>,
     path: &str,
     top_theta: Option<f64>,
     g: &Globals,
+    layer: Layer,
     warnings: &mut Vec<Lint>,
 ) -> Result<RopeParams> {
+    let head_dim = match (layer.full_attention, g.global_head_dim) {
+        (true, Some(h)) => h,
+        _ => g.head_dim,
+    };
     let type_key = |k: &str| -> Result<Option<String>> {
         match block.get(k) {
             None | Some(Value::Null) => Ok(None),
@@ -491,7 +553,20 @@ fn parse_block(
         }
     }
 
-    let partial = get_f64(block, "partial_rotary_factor", path)?.unwrap_or(g.partial_rotary_factor);
+    let block_partial = get_f64(block, "partial_rotary_factor", path)?;
+    // HF's standardization writes the top-level factor over the block's own.
+    let partial = match (g.top_partial, block_partial) {
+        (Some(top), Some(own)) if top != own => {
+            warnings.push(Lint {
+                key: format!("{path}partial_rotary_factor"),
+                message: format!("{own} disagrees with the top-level value {top}; HF uses {top}"),
+            });
+            top
+        }
+        (Some(top), _) => top,
+        (None, Some(own)) => own,
+        (None, None) => 1.0,
+    };
     if !(partial > 0.0 && partial <= 1.0) {
         return Err(Error::invalid(
             format!("{path}partial_rotary_factor"),
@@ -500,29 +575,50 @@ fn parse_block(
     }
     let mut rotary_dim = match g.rotary_dim_override {
         Some(r) => r,
-        None => (g.head_dim as f64 * partial) as usize,
+        None => (head_dim as f64 * partial) as usize,
     };
     if rotary_dim % 2 != 0 || rotary_dim == 0 {
         return Err(Error::invalid(
             "rotary_dim",
             format!(
-                "an even number > 0; head_dim {} × partial_rotary_factor {partial} gives {rotary_dim}",
-                g.head_dim
+                "an even number > 0; head_dim {head_dim} × partial_rotary_factor {partial} gives {rotary_dim}"
             ),
         ));
     }
 
-    let original = |warnings: &mut Vec<Lint>| -> Result<Option<usize>> {
+    // HF's standardization for yarn, llama3 and longrope: a single block takes the top-level
+    // value when there is one (Phi-3 keeps it there), else its own, else max_position_embeddings;
+    // a per-layer block its own, else max_position_embeddings.
+    let original = |warnings: &mut Vec<Lint>| -> Result<usize> {
         let inner = get_usize(block, "original_max_position_embeddings", path)?;
-        if let (Some(a), Some(b)) = (inner, g.top_original) {
-            if a != b {
+        let top = if layer.per_layer {
+            None
+        } else {
+            g.top_original
+        };
+        Ok(match (top, inner) {
+            (Some(t), Some(i)) => {
+                if t != i {
+                    warnings.push(Lint {
+                        key: format!("{path}original_max_position_embeddings"),
+                        message: format!("{i} disagrees with the top-level value {t}; HF uses {t}"),
+                    });
+                }
+                t
+            }
+            (Some(t), None) => t,
+            (None, Some(i)) => i,
+            (None, None) => {
                 warnings.push(Lint {
                     key: format!("{path}original_max_position_embeddings"),
-                    message: format!("{a} disagrees with the top-level value {b}; using {a}"),
+                    message: format!(
+                        "missing; HF uses max_position_embeddings = {} as the pre-training context",
+                        g.max_position_embeddings
+                    ),
                 });
+                g.max_position_embeddings
             }
-        }
-        Ok(inner.or(g.top_original))
+        })
     };
 
     let factor_lint = |factor: f64, warnings: &mut Vec<Lint>| {
@@ -558,9 +654,13 @@ fn parse_block(
             }
         }
         "yarn" => {
-            let factor = require_f64(block, "factor", path, rt)?;
+            let orig = original(warnings)?;
+            // HF requires the key; `null` means max_position_embeddings / original.
+            let factor = match block.get("factor") {
+                Some(Value::Null) => g.max_position_embeddings as f64 / orig as f64,
+                _ => require_f64(block, "factor", path, rt)?,
+            };
             factor_lint(factor, warnings);
-            let orig = original(warnings)?.unwrap_or(g.max_position_embeddings);
             ratio_lint(factor, orig, warnings);
             let mut y = YarnParams::new(factor, orig);
             // HF: `beta_fast or 32`, so 0 and null both fall back to the default.
@@ -592,20 +692,44 @@ fn parse_block(
                     ))
                 }
             };
+            if layer.per_layer && !y.truncate {
+                // transformers v5 reads `truncate` from the top-level `rope_parameters` dict, which
+                // for per-layer configs holds only the layer blocks, so it always truncates there.
+                warnings.push(Lint {
+                    key: format!("{path}truncate"),
+                    message: "false here, but HF reads `truncate` only from the top level of rope_parameters, so HF truncates for this layer; posenc follows the block".into(),
+                });
+            }
             RopeScaling::Yarn(y)
         }
         "llama3" => {
             let factor = require_f64(block, "factor", path, rt)?;
             factor_lint(factor, warnings);
-            let orig = original(warnings)?.ok_or_else(|| Error::MissingKey {
-                key: format!("{path}original_max_position_embeddings"),
-                expected: "an integer, required by rope_type `llama3`".into(),
-            })?;
+            let orig = original(warnings)?;
             ratio_lint(factor, orig, warnings);
+            if orig >= g.max_position_embeddings {
+                warnings.push(Lint {
+                    key: format!("{path}original_max_position_embeddings"),
+                    message: format!(
+                        "{orig} is not below max_position_embeddings = {}: the scaling extends nothing",
+                        g.max_position_embeddings
+                    ),
+                });
+            }
+            let low_freq_factor = require_f64(block, "low_freq_factor", path, rt)?;
+            let high_freq_factor = require_f64(block, "high_freq_factor", path, rt)?;
+            if high_freq_factor <= low_freq_factor {
+                warnings.push(Lint {
+                    key: format!("{path}high_freq_factor"),
+                    message: format!(
+                        "high_freq_factor = {high_freq_factor} is not above low_freq_factor = {low_freq_factor}: no pair is smoothly blended"
+                    ),
+                });
+            }
             RopeScaling::Llama3(Llama3Params {
                 factor,
-                low_freq_factor: require_f64(block, "low_freq_factor", path, rt)?,
-                high_freq_factor: require_f64(block, "high_freq_factor", path, rt)?,
+                low_freq_factor,
+                high_freq_factor,
                 original_max_position_embeddings: orig,
             })
         }
@@ -628,7 +752,7 @@ fn parse_block(
                 }
             }
             let factor = get_f64(block, "factor", path)?;
-            let orig = original(warnings)?.unwrap_or(g.max_position_embeddings);
+            let orig = original(warnings)?;
             if let Some(f) = factor {
                 factor_lint(f, warnings);
                 ratio_lint(f, orig, warnings);
@@ -644,8 +768,8 @@ fn parse_block(
         "proportional" => {
             let factor = get_f64(block, "factor", path)?.unwrap_or(1.0);
             // Proportional RoPE always encodes the whole head; `partial` picks how many pairs turn.
-            let rope_angles = ((partial * g.head_dim as f64) / 2.0).floor() as usize;
-            rotary_dim = g.head_dim - g.head_dim % 2;
+            let rope_angles = ((partial * head_dim as f64) / 2.0).floor() as usize;
+            rotary_dim = head_dim - head_dim % 2;
             RopeScaling::Proportional {
                 factor,
                 rope_angles,
@@ -655,7 +779,7 @@ fn parse_block(
     };
     let params = RopeParams {
         base,
-        head_dim: g.head_dim,
+        head_dim,
         rotary_dim,
         max_position_embeddings: g.max_position_embeddings,
         scaling,

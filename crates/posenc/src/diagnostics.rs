@@ -50,6 +50,8 @@ pub struct PairReport {
     /// `true` if the unscaled pair never completes one turn inside the training window: positions
     /// past it show angles the model never saw for this pair.
     pub incomplete_in_original: bool,
+    /// Turns the scaled pair makes across the extended context: `extended / wavelength`.
+    pub turns_in_extended: f64,
     /// `true` if after scaling the pair still completes no turn inside the extended context.
     pub incomplete_in_extended: bool,
     /// `inv_freq_unscaled / inv_freq`: 1 = untouched, `factor` = fully interpolated.
@@ -119,10 +121,10 @@ pub fn pair_report(
                     Band::Blended
                 }
             } else if let Some((low_wl, high_wl)) = llama3_bounds {
-                if unscaled_wavelength < high_wl {
-                    Band::Unchanged
-                } else if unscaled_wavelength > low_wl {
+                if unscaled_wavelength > low_wl {
                     Band::Interpolated
+                } else if unscaled_wavelength < high_wl {
+                    Band::Unchanged
                 } else {
                     Band::Blended
                 }
@@ -143,6 +145,7 @@ pub fn pair_report(
                 wavelength,
                 turns_in_original: original as f64 / unscaled_wavelength,
                 incomplete_in_original: unscaled_wavelength > original as f64,
+                turns_in_extended: extended as f64 / wavelength,
                 incomplete_in_extended: wavelength > extended as f64,
                 interpolation,
                 band,

@@ -32,6 +32,7 @@ pub mod attention;
 pub mod config;
 pub mod diagnostics;
 mod error;
+pub mod fused_attention;
 pub mod kv_cache;
 pub mod learned;
 pub mod nope;

@@ -110,11 +110,16 @@ fn missing_and_bad_keys_are_errors_naming_them() {
     let err = parse_config(r#"{"hidden_size": 512, "num_attention_heads": 0}"#).unwrap_err();
     assert!(err.to_string().contains("num_attention_heads"), "{err}");
     let err = parse_config(r#"{"hidden_size": 512, "num_attention_heads": 8, "rope_scaling": {"rope_type": "llama3", "factor": 8.0,
-        "low_freq_factor": 1.0, "high_freq_factor": 4.0}}"#).unwrap_err();
+        "original_max_position_embeddings": 1024, "high_freq_factor": 4.0}}"#).unwrap_err();
     assert!(
-        err.to_string().contains("original_max_position_embeddings"),
+        matches!(&err, Error::MissingKey { key, .. } if key == "rope_scaling.low_freq_factor"),
         "{err}"
     );
+    let err = parse_config(
+        r#"{"hidden_size": 512, "num_attention_heads": 8, "rope_scaling": {"rope_type": "yarn"}}"#,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("rope_scaling.factor"), "{err}");
     let err = parse_config(r#"{"hidden_size": 512, "num_attention_heads": 8, "rope_theta": -5}"#)
         .unwrap_err();
     assert!(err.to_string().contains("rope_theta"), "{err}");
@@ -284,4 +289,174 @@ proptest! {
             }
         }
     }
+}
+
+/// HF's standardization of `original_max_position_embeddings` (yarn, llama3, longrope): a single
+/// block takes the top-level value over its own, else its own, else `max_position_embeddings`; a
+/// per-layer block never reads the top-level value. Each departure from the plain case is linted.
+#[test]
+fn original_context_follows_hf_standardization() {
+    let orig = |text: &str| -> (usize, Vec<String>) {
+        let cfg = parse_config(text).unwrap();
+        let o = match &cfg.params().scaling {
+            RopeScaling::Yarn(y) => y.original_max_position_embeddings,
+            RopeScaling::Llama3(l) => l.original_max_position_embeddings,
+            RopeScaling::LongRope(l) => l.original_max_position_embeddings,
+            other => panic!("{other:?}"),
+        };
+        (o, cfg.warnings.iter().map(|w| w.to_string()).collect())
+    };
+    let base = r#""hidden_size": 512, "num_attention_heads": 8, "max_position_embeddings": 32768"#;
+    let (o, w) = orig(&format!(
+        r#"{{{base}, "original_max_position_embeddings": 4096,
+            "rope_scaling": {{"rope_type": "yarn", "factor": 8, "original_max_position_embeddings": 2048}}}}"#
+    ));
+    assert_eq!(o, 4096, "top level wins, as HF");
+    assert!(w.iter().any(|w| w.contains("HF uses 4096")), "{w:?}");
+    let (o, w) = orig(&format!(
+        r#"{{{base}, "rope_scaling": {{"rope_type": "llama3", "factor": 8, "low_freq_factor": 1, "high_freq_factor": 4}}}}"#
+    ));
+    assert_eq!(o, 32768, "HF's default is max_position_embeddings");
+    assert!(w.iter().any(|w| w.contains("missing; HF uses")), "{w:?}");
+    assert!(
+        w.iter()
+            .any(|w| w.contains("is not below max_position_embeddings")),
+        "{w:?}"
+    );
+    let (o, w) = orig(&format!(
+        r#"{{{base}, "original_max_position_embeddings": 4096,
+            "rope_parameters": {{"full_attention": {{"rope_type": "yarn", "rope_theta": 1e6, "factor": 4, "original_max_position_embeddings": 8192}},
+                                "sliding_attention": {{"rope_type": "default", "rope_theta": 1e4}}}}}}"#
+    ));
+    assert_eq!(o, 8192, "per-layer blocks keep their own value");
+    assert!(
+        w.iter().any(|w| w.contains("not read for per-layer")),
+        "{w:?}"
+    );
+}
+
+/// YaRN with `"factor": null`: HF takes `max_position_embeddings / original`.
+#[test]
+fn yarn_null_factor_is_the_context_ratio() {
+    let cfg = parse_config(
+        r#"{"hidden_size": 512, "num_attention_heads": 8, "max_position_embeddings": 16384,
+            "rope_scaling": {"rope_type": "yarn", "factor": null, "original_max_position_embeddings": 4096}}"#,
+    )
+    .unwrap();
+    match &cfg.params().scaling {
+        RopeScaling::Yarn(y) => assert_eq!(y.factor, 4.0),
+        other => panic!("{other:?}"),
+    }
+    let f = cfg.params().frequencies(None, Precision::Exact).unwrap();
+    assert!((f.attention_factor - (0.1 * 4f64.ln() + 1.0)).abs() < 1e-15);
+}
+
+/// Llama 3 with `high_freq_factor <= low_freq_factor`: a warning (as in HF), no blended band,
+/// and HF's rule: divide every pair whose wavelength exceeds `original / low_freq_factor`, keep
+/// the rest.
+#[test]
+fn llama3_without_blended_band_follows_hf() {
+    let cfg = parse_config(
+        r#"{"hidden_size": 4096, "num_attention_heads": 32, "max_position_embeddings": 131072, "rope_theta": 500000,
+            "rope_scaling": {"rope_type": "llama3", "factor": 8, "low_freq_factor": 4, "high_freq_factor": 1,
+                             "original_max_position_embeddings": 8192}}"#,
+    )
+    .unwrap();
+    assert!(cfg
+        .warnings
+        .iter()
+        .any(|w| w.key.ends_with("high_freq_factor")));
+    for precision in [Precision::Exact, Precision::Hf] {
+        let f = cfg.params().frequencies(None, precision).unwrap();
+        for (i, got) in f.inv_freq.iter().enumerate() {
+            let unscaled = 500000f64.powf(-((2 * i) as f64) / 128.0);
+            let wavelength = std::f64::consts::TAU / unscaled;
+            let want = if wavelength > 8192.0 / 4.0 {
+                unscaled / 8.0
+            } else {
+                unscaled
+            };
+            assert!(
+                (got - want).abs() <= 1e-6 * want,
+                "{precision:?} pair {i}: {got} vs {want}"
+            );
+        }
+    }
+}
+
+/// A multimodal config (language model under `text_config`) with Gemma 4's layout: sliding layers
+/// at head_dim 256 with default RoPE, full-attention layers at `global_head_dim` 512 with
+/// proportional RoPE over a quarter of the pairs (exponent 2i / 512).
+#[test]
+fn text_config_and_gemma4_global_head_dim() {
+    let cfg = parse_config(
+        r#"{"model_type": "gemma4", "architectures": ["Gemma4ForConditionalGeneration"],
+            "vision_config": {"hidden_size": 1152},
+            "text_config": {"model_type": "gemma4_text", "hidden_size": 5376, "num_attention_heads": 32,
+              "num_key_value_heads": 16, "head_dim": 256, "global_head_dim": 512, "max_position_embeddings": 262144,
+              "rope_parameters": {
+                "full_attention": {"rope_type": "proportional", "rope_theta": 1000000.0, "partial_rotary_factor": 0.25},
+                "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}}}}"#,
+    )
+    .unwrap();
+    assert_eq!(cfg.model_type.as_deref(), Some("gemma4_text"));
+    assert_eq!(cfg.max_position_embeddings, 262144);
+    let layer = |t: &str| {
+        &cfg.layers
+            .iter()
+            .find(|l| l.layer_type == t)
+            .unwrap()
+            .params
+    };
+    let full = layer("full_attention");
+    assert_eq!((full.head_dim, full.rotary_dim), (512, 512));
+    let f = full.frequencies(None, Precision::Exact).unwrap();
+    assert_eq!(f.pairs(), 256);
+    for (i, v) in f.inv_freq.iter().enumerate() {
+        let want = if i < 64 {
+            1e6f64.powf(-((2 * i) as f64) / 512.0)
+        } else {
+            0.0
+        };
+        assert!((v - want).abs() <= 1e-15 * want, "pair {i}: {v} vs {want}");
+    }
+    let sliding = layer("sliding_attention");
+    assert_eq!((sliding.head_dim, sliding.rotary_dim), (256, 256));
+    assert_eq!(sliding.scaling, RopeScaling::Default);
+}
+
+/// HF writes a top-level `partial_rotary_factor` over a block's own value.
+#[test]
+fn top_level_partial_rotary_factor_wins() {
+    let cfg = parse_config(
+        r#"{"hidden_size": 512, "num_attention_heads": 4, "partial_rotary_factor": 0.5,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000, "partial_rotary_factor": 0.25}}"#,
+    )
+    .unwrap();
+    assert_eq!(cfg.params().rotary_dim, 64);
+    assert!(cfg
+        .warnings
+        .iter()
+        .any(|w| w.key.ends_with("partial_rotary_factor")));
+}
+
+/// A per-layer YaRN block with `truncate: false`: posenc honours it, and warns that HF v5 reads
+/// `truncate` only from the top level of `rope_parameters` (so HF would truncate).
+#[test]
+fn per_layer_yarn_truncate_is_linted() {
+    let cfg = parse_config(
+        r#"{"hidden_size": 512, "num_attention_heads": 8, "max_position_embeddings": 32768,
+            "rope_parameters": {"full_attention": {"rope_type": "yarn", "rope_theta": 1e6, "factor": 4,
+                                                   "original_max_position_embeddings": 8192, "truncate": false},
+                                "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}}}"#,
+    )
+    .unwrap();
+    match &cfg.params().scaling {
+        RopeScaling::Yarn(y) => assert!(!y.truncate),
+        other => panic!("{other:?}"),
+    }
+    assert!(cfg
+        .warnings
+        .iter()
+        .any(|w| w.key.ends_with("full_attention.truncate")));
 }

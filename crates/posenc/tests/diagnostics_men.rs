@@ -1,6 +1,8 @@
 //! The base lower bound against the values Men et al. (2024, "Base of RoPE Bounds Context
 //! Length", Table 1, head dimension 128) published, and the per-pair report on real configs.
 
+mod common;
+
 use posenc::config::parse_config;
 use posenc::diagnostics::{base_criterion, men_base_lower_bound, pair_report, Band};
 
@@ -50,11 +52,8 @@ fn llama2_base_holds_for_1k_and_not_for_its_4k_context() {
 
 #[test]
 fn llama3_bands_follow_wavelengths() {
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/fixtures/rope/llama-3.1-8b.config.json"),
-    )
-    .unwrap();
+    let text =
+        std::fs::read_to_string(common::fixtures().join("rope/llama-3.1-8b.config.json")).unwrap();
     let cfg = parse_config(&text).unwrap();
     let rows = pair_report(cfg.params(), 8192, 131072, None).unwrap();
     assert_eq!(rows.len(), 64);
@@ -69,4 +68,58 @@ fn llama3_bands_follow_wavelengths() {
         assert_eq!(r.incomplete_in_original, wl > 8192.0);
     }
     assert!(rows.iter().any(|r| r.band == Band::Blended));
+}
+
+/// The incremental scan (rotation recurrence with a resync every 256 positions) against the
+/// criterion evaluated from scratch at every m: same first violation, same minimum and argmin,
+/// over bases and head sizes on both sides of the bound, and for scaled (non-geometric)
+/// frequencies.
+#[test]
+fn criterion_scan_equals_direct_evaluation() {
+    use posenc::diagnostics::frequency_criterion;
+    let direct = |freqs: &[f64], context: usize| {
+        let mut first = None;
+        let (mut min, mut argmin) = (f64::INFINITY, 0);
+        for m in 0..context {
+            let b: f64 = freqs.iter().map(|f| (m as f64 * f).cos()).sum();
+            if b < min {
+                (min, argmin) = (b, m);
+            }
+            if b < 0.0 && first.is_none() {
+                first = Some(m);
+            }
+        }
+        (first, min, argmin)
+    };
+    let context = 6000;
+    for (base, d) in [
+        (10_000.0f64, 128usize),
+        (2.7e4, 128),
+        (500.0, 64),
+        (1e6, 32),
+        (3e3, 16),
+    ] {
+        let freqs: Vec<f64> = (0..d / 2)
+            .map(|i| base.powf(-((2 * i) as f64) / d as f64))
+            .collect();
+        let scaled: Vec<f64> = freqs
+            .iter()
+            .enumerate()
+            .map(|(i, f)| f / (1.0 + 7.0 * i as f64 / (d / 2) as f64))
+            .collect();
+        for fs in [&freqs, &scaled] {
+            let (first, min, argmin) = direct(fs, context);
+            let scan = frequency_criterion(fs, context, false).unwrap();
+            assert_eq!(scan.first_violation, first, "base {base} d {d}");
+            assert_eq!(scan.holds, first.is_none());
+            assert!(
+                (scan.min_value - min).abs() < 1e-9,
+                "{} vs {min}",
+                scan.min_value
+            );
+            assert_eq!(scan.argmin, argmin);
+        }
+        let c = base_criterion(base, d, context, true).unwrap();
+        assert_eq!(c.first_violation, direct(&freqs, context).0);
+    }
 }

@@ -211,3 +211,71 @@ fn bad_shapes_are_errors() {
         assert!(bad.frequencies(None, Precision::Exact).is_err(), "{bad:?}");
     }
 }
+
+/// YaRN away from the fixture's defaults (non-default beta_fast / beta_slow, `truncate = false`,
+/// DeepSeek's mscale pair, an explicit attention factor) against the paper's formulas written out
+/// here: correction dims `d·ln(L/(2π·β)) / (2 ln base)`, clamped to [0, d-1], a linear ramp over
+/// pair indices, and `θ = θ_interp·ramp + θ_extrap·(1 - ramp)`.
+#[test]
+fn yarn_parameters_against_the_formula() {
+    let (base, d, orig) = (50_000.0f64, 96usize, 2048usize);
+    for (beta_fast, beta_slow, truncate, factor) in [
+        (32.0, 1.0, true, 4.0),
+        (16.0, 2.0, false, 8.0),
+        (64.0, 0.5, false, 40.0),
+        (8.0, 1.0, true, 2.5),
+    ] {
+        let y = YarnParams {
+            beta_fast,
+            beta_slow,
+            truncate,
+            ..YarnParams::new(factor, orig)
+        };
+        let f = params(base, d, d, RopeScaling::Yarn(y.clone()))
+            .frequencies(None, Precision::Exact)
+            .unwrap();
+        let dim = |rot: f64| {
+            d as f64 * (orig as f64 / (rot * std::f64::consts::TAU)).ln() / (2.0 * base.ln())
+        };
+        let (mut low, mut high) = (dim(beta_fast), dim(beta_slow));
+        if truncate {
+            low = low.floor();
+            high = high.ceil();
+        }
+        let low = low.max(0.0);
+        let high = high.min(d as f64 - 1.0);
+        for i in 0..d / 2 {
+            let extrap = base.powf(-((2 * i) as f64) / d as f64);
+            let ramp = ((i as f64 - low) / (high - low)).clamp(0.0, 1.0);
+            let want = extrap / factor * ramp + extrap * (1.0 - ramp);
+            assert!(
+                (f.inv_freq[i] - want).abs() <= 1e-14 * want,
+                "β {beta_fast}/{beta_slow} truncate {truncate} pair {i}: {} vs {want}",
+                f.inv_freq[i]
+            );
+        }
+        assert!((f.attention_factor - (0.1 * factor.ln() + 1.0)).abs() < 1e-15);
+        // DeepSeek: both mscales set -> ratio of the two get_mscale values; explicit factor wins.
+        let ds = YarnParams {
+            mscale: Some(0.707),
+            mscale_all_dim: Some(0.707),
+            ..y.clone()
+        };
+        let a = params(base, d, d, RopeScaling::Yarn(ds))
+            .frequencies(None, Precision::Exact)
+            .unwrap();
+        assert!((a.attention_factor - 1.0).abs() < 1e-15);
+        let m = 0.1 * 0.707 * factor.ln() + 1.0;
+        assert!((deepseek_softmax_scale_correction(factor, 0.707) - m * m).abs() < 1e-15);
+        let explicit = YarnParams {
+            attention_factor: Some(1.5),
+            mscale: Some(1.0),
+            mscale_all_dim: Some(0.5),
+            ..y
+        };
+        let a = params(base, d, d, RopeScaling::Yarn(explicit))
+            .frequencies(None, Precision::Exact)
+            .unwrap();
+        assert_eq!(a.attention_factor, 1.5);
+    }
+}

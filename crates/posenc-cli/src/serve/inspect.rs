@@ -1,44 +1,63 @@
-//! The config inspector behind `POST /api/config/inspect`: `posenc::config::parse_config`, the
-//! frequencies of the parsed setup and the per-pair diagnostics.
+//! The config inspector behind `POST /api/config/inspect`: the `posenc inspect` report
+//! ([`crate::core_cmds::inspect_report`], as JSON and as the text the CLI prints) plus a summary of
+//! the main layer for the page's table and wavelength plot.
 
-use posenc::rope::Precision;
-use posenc::{config, diagnostics};
+use posenc::config;
 use serde_json::{json, Value};
 
-use super::params::ApiResult;
+use super::params::{ApiError, ApiResult};
+use crate::core_cmds::{inspect_report, inspect_text, Contexts};
 
-/// Parses `text` as a config.json and reports its RoPE setup, frequencies and lint warnings.
+/// Largest `context × pairs` for which the server searches the Men et al. base bound (about a
+/// second of one core: Llama 3.1's 131072 tokens × 64 pairs fits); larger contexts are checked up
+/// to the cap and the report says the bound was not computed.
+const BOUND_BUDGET: usize = 8_388_608;
+
+/// Parses `text` as a config.json and answers its `posenc inspect` report.
 pub fn inspect(text: &str) -> ApiResult<Value> {
     let cfg = config::parse_config(text)?;
-    let params = cfg.params();
-    let max_pos = cfg.max_position_embeddings;
-    let train = cfg.original_max_position_embeddings.unwrap_or(max_pos);
-    // Frequencies at the advertised context (dynamic NTK and LongRoPE depend on the length).
-    let freqs = params.frequencies(Some(max_pos), Precision::Exact)?;
-    let pairs = diagnostics::pair_report(params, train, max_pos, Some(max_pos))?;
-    let factor = serde_json::to_value(&params.scaling)
-        .ok()
-        .and_then(|v| v.get("factor").and_then(Value::as_f64));
-    let warnings: Vec<String> = cfg
-        .warnings
+    let widest = cfg
+        .layers
         .iter()
-        .map(|l| format!("{}: {}", l.key, l.message))
-        .collect();
+        .map(|l| l.params.rotary_dim / 2)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let bound_cap = super::api::MAX_BOUND_CONTEXT.min(BOUND_BUDGET / widest);
+    let report = inspect_report(&cfg, Contexts::default(), bound_cap)
+        .map_err(|e| ApiError::bad(format!("{e:#}")))?;
+    let text = inspect_text(&report);
+    // The layer `ModelConfig::params` picks (global layers, or the only one).
+    let main = cfg
+        .layers
+        .iter()
+        .position(|l| l.layer_type == "full_attention")
+        .unwrap_or(0);
+    let layer = &report["layers"][main];
+    let pair_values = |key: &str| -> Vec<Value> {
+        layer["pairs"]
+            .as_array()
+            .map(|rows| rows.iter().map(|r| r[key].clone()).collect())
+            .unwrap_or_default()
+    };
     Ok(json!({
         "model_type": cfg.model_type,
-        "rope_type": params.scaling.rope_type(),
-        "rope_theta": params.base,
-        "head_dim": params.head_dim,
-        "rotary_dim": params.rotary_dim,
-        "max_position_embeddings": max_pos,
+        "rope_type": layer["rope_type"],
+        "rope_theta": layer["params"]["base"],
+        "head_dim": layer["params"]["head_dim"],
+        "rotary_dim": layer["rotary_dim"],
+        "max_position_embeddings": cfg.max_position_embeddings,
         "original_max_position_embeddings": cfg.original_max_position_embeddings,
-        "factor": factor,
-        "attention_factor": freqs.attention_factor,
-        "inv_freq": freqs.inv_freq,
-        "wavelength": freqs.wavelengths(),
-        "pairs_with_wavelength_beyond_training": pairs.iter().filter(|p| p.incomplete_in_original).count(),
-        "pairs": pairs,
+        "training_context": layer["original_context"],
+        "target_context": layer["extended_context"],
+        "factor": layer["params"]["scaling"]["factor"],
+        "attention_factor": layer["attention_factor"],
+        "inv_freq": pair_values("inv_freq"),
+        "wavelength": pair_values("wavelength"),
+        "pairs_with_wavelength_beyond_training": layer["pairs_incomplete_in_original"].as_array().map_or(0, Vec::len),
         "layers": cfg.layers.iter().map(|l| l.layer_type.clone()).collect::<Vec<_>>(),
-        "warnings": warnings,
+        "warnings": report["warnings"],
+        "report": report,
+        "text": text,
     }))
 }

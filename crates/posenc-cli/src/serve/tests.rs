@@ -434,6 +434,27 @@ async fn config_inspect_reads_fixture_configs_and_rejects_junk() {
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["rope_type"], "llama3");
     assert_eq!(v["rotary_dim"], 128);
+    // The `posenc inspect` report itself: Llama 3 bands, the base bound searched for the
+    // 131072-token target (inside the server's budget), the lint warning, and its text form.
+    let layer = &v["report"]["layers"][0];
+    assert_eq!(layer["bands"]["kind"], "llama3");
+    assert_eq!(layer["extended_context"], 131072);
+    let bound = layer["base_bound"]["lower_bound_for_extended"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("bound not computed: {}", layer["base_bound"]));
+    assert!(
+        posenc::diagnostics::base_criterion(bound, 128, 131072, true)
+            .unwrap()
+            .holds
+    );
+    let text = v["text"].as_str().unwrap();
+    for needle in [
+        "Llama 3 bands",
+        "Men et al. 2024",
+        "warning: rope_scaling.factor",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from {text}");
+    }
     let (s, v) = post("/api/config/inspect", "{not json").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(v["error"].as_str().unwrap().contains("parse"), "{v}");
