@@ -1,7 +1,8 @@
 // Load generator for the posenc explorer API (not a CI test). No dependencies: Node 20 fetch.
 // Usage: node scripts/load-test.mjs URL [clients=64] [seconds=30]
-// Each client loops over a fixed mix of the page's own requests; prints requests/s, latency
-// percentiles and non-2xx counts per endpoint and overall.
+// Each client loops over a fixed mix of the page's own requests (every panel's GET endpoints, the
+// learning path, and the config box's POST); prints requests/s, latency percentiles and non-2xx
+// counts per endpoint and overall. Exits 1 if any answer was not 2xx.
 const [base = "http://127.0.0.1:7878", clientsArg = "64", secondsArg = "30"] = process.argv.slice(2);
 const url = new URL(base);
 if (!["127.0.0.1", "localhost", "[::1]"].includes(url.hostname)) {
@@ -22,17 +23,27 @@ const MIX = [
   "/api/why?scheme=rope",
   "/api/longctx?scaling=llama3&factor=8&original_max=8192&head_dim=128&base=500000&target_len=65536&width=600",
   "/api/longctx/base_bound?head_dim=128&context=4096&base=500000",
+  "/api/learn/instance?n=4&seed=7",
+  "/api/learn/check?n=9&seed=3&part=b&answer=7,6,5",
+  "/api/learn/explain?topic=rope",
+  "/api/learn/advise?train_len=4096&target_len=32768&retrieval=true",
+  // POST: the page's "paste a config.json" box (SmolLM2-135M's RoPE settings, 8192-token context).
+  ["/api/config/inspect", JSON.stringify({ model_type: "llama", hidden_size: 576, num_attention_heads: 9, num_key_value_heads: 3,
+    head_dim: 64, max_position_embeddings: 8192, rope_theta: 100000.0, rope_scaling: null })],
 ];
-const stats = new Map(MIX.map(p => [p.split("?")[0], { lat: [], non2xx: 0, errors: 0 }]));
+const pathOf = entry => (Array.isArray(entry) ? entry[0] : entry);
+const stats = new Map(MIX.map(e => [pathOf(e).split("?")[0], { lat: [], non2xx: 0, errors: 0 }]));
 const deadline = performance.now() + seconds * 1000;
 async function client(id) {
   let i = id % MIX.length;
   while (performance.now() < deadline) {
-    const path = MIX[i++ % MIX.length];
+    const entry = MIX[i++ % MIX.length];
+    const path = pathOf(entry);
     const s = stats.get(path.split("?")[0]);
     const t0 = performance.now();
     try {
-      const resp = await fetch(new URL(path, base));
+      const init = Array.isArray(entry) ? { method: "POST", body: entry[1] } : undefined;
+      const resp = await fetch(new URL(path, base), init);
       await resp.arrayBuffer();
       if (resp.status < 200 || resp.status >= 300) s.non2xx++;
       s.lat.push(performance.now() - t0);

@@ -185,6 +185,36 @@ try {
     await shot("alibi", "#alibi");
   });
 
+  await check("linked views: a head picked in ALiBi's slope plot is fetched and highlighted; a query picked in one matrix is outlined in all four", async () => {
+    await page.locator("#alibi").scrollIntoViewIfNeeded();
+    const bar = page.locator("#alibi [data-fig=slopes] rect[fill]").nth(3);
+    const b = await bar.boundingBox();
+    const req = waitApi("/api/alibi", q => q.get("head") === "3");
+    await page.mouse.click(b.x + b.width / 2, b.y + b.height - 2);
+    await req;
+    await page.waitForFunction(() => /head 3:/.test(document.querySelector("#alibi [data-role=head-label]").textContent), null, { timeout: 10000 });
+    const fill = await page.locator("#alibi [data-fig=slopes] rect[fill]").nth(3).getAttribute("fill");
+    assert(fill === "#d6336c", `selected head's bar not highlighted (fill ${fill})`);
+    const figs = ["bias", "mask", "w0", "w1"];
+    const before = await Promise.all(figs.map(f => canvasHash(`#alibi canvas[data-fig=${f}]`)));
+    const c = await page.locator("#alibi canvas[data-fig=w1]").boundingBox();
+    await page.mouse.click(c.x + c.width * 0.5, c.y + c.height * 0.7);
+    await page.waitForTimeout(200);
+    const after = await Promise.all(figs.map(f => canvasHash(`#alibi canvas[data-fig=${f}]`)));
+    figs.forEach((f, i) => assert(before[i] !== after[i], `query outline not drawn on ${f}`));
+  });
+
+  await check("linked views: a RoPE pair picked on the hands is marked on the angle map and the decay plot", async () => {
+    await page.locator("#rope").scrollIntoViewIfNeeded();
+    const before = await canvasHash("#rope canvas[data-fig=angles]");
+    await page.locator("#rope [data-fig=hands] g").nth(3).click();
+    await page.waitForFunction(() => /pair 3(?!\d)/.test(document.querySelector("#rope [data-fig=decay]").textContent), null, { timeout: 10000 })
+      .catch(async e => { throw new Error(`decay plot: ${(await page.textContent("#rope [data-fig=decay]")).slice(0, 120)}; hands: ${await page.locator("#rope [data-fig=hands] g").count()}`); });
+    assert(await canvasHash("#rope canvas[data-fig=angles]") !== before, "angle map did not mark the pair");
+    const circle = await page.locator("#rope [data-fig=hands] g").nth(3).locator("circle").getAttribute("stroke");
+    assert(circle === "#d6336c", `picked hand not highlighted (stroke ${circle})`);
+  });
+
   await check("relative: T5 step plot and matrices; bidirectional toggle calls /api/relative/t5", async () => {
     await page.locator("#relative").scrollIntoViewIfNeeded();
     await waitCanvas("#relative canvas[data-fig=t5mat]", 5);

@@ -119,6 +119,27 @@ fn check_exit_codes() {
         "learn", "6", "--seed", "1", "--part", "b", "--answer", "-1,-2",
     ]);
     assert_eq!(neg.status.code(), Some(1));
+    // An unreadable answer names the flag; a right one says "Right" once.
+    let bad = posenc(&[
+        "learn", "3", "--seed", "4", "--part", "b", "--answer", "1,2",
+    ]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid --answer:"));
+    let rights: Vec<String> = ["A", "B", "C", "D"]
+        .iter()
+        .map(|letter| {
+            posenc(&[
+                "learn", "7", "--seed", "2", "--part", "c", "--answer", letter,
+            ])
+        })
+        .filter(|out| out.status.code() == Some(0))
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .collect();
+    assert_eq!(rights.len(), 1, "exactly one option is right");
+    assert!(
+        rights[0].starts_with("Right") && !rights[0].contains("Right. Right"),
+        "{}",
+        rights[0]
+    );
     // Malformed answers and arguments: exit 2, one line.
     for args in [
         vec![

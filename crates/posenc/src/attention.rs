@@ -595,6 +595,34 @@ pub fn apply_query_key_scheme(
     Ok(())
 }
 
+/// Copies of `q` and `k` with the query/key part of `scheme` applied ([`apply_query_key_scheme`]).
+fn query_key_with_scheme(
+    heads: &HeadConfig,
+    q: &[f32],
+    k: &[f32],
+    query_positions: &[u64],
+    key_positions: &[u64],
+    scheme: &Scheme,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let mut q = q.to_vec();
+    let mut k = k.to_vec();
+    apply_query_key_scheme(
+        &mut q,
+        heads.n_q_heads,
+        heads.head_dim,
+        query_positions,
+        scheme,
+    )?;
+    apply_query_key_scheme(
+        &mut k,
+        heads.n_kv_heads,
+        heads.head_dim,
+        key_positions,
+        scheme,
+    )?;
+    Ok((q, k))
+}
+
 struct Checked {
     seq_q: usize,
     seq_k: usize,
@@ -686,22 +714,7 @@ pub fn attention_scores(
     }
     .scale_for(heads.head_dim);
     check_finite("scale", scale)?;
-    let mut q = q.to_vec();
-    let mut k = k.to_vec();
-    apply_query_key_scheme(
-        &mut q,
-        heads.n_q_heads,
-        heads.head_dim,
-        query_positions,
-        scheme,
-    )?;
-    apply_query_key_scheme(
-        &mut k,
-        heads.n_kv_heads,
-        heads.head_dim,
-        key_positions,
-        scheme,
-    )?;
+    let (q, k) = query_key_with_scheme(heads, q, k, query_positions, key_positions, scheme)?;
     let mut out = Vec::with_capacity(heads.n_q_heads * seq_q * seq_k);
     for h in 0..heads.n_q_heads {
         for (i, &pq) in query_positions.iter().enumerate() {
@@ -744,22 +757,7 @@ pub fn attention(
     options: &AttentionOptions,
 ) -> Result<AttentionOutput> {
     check_inputs(heads, q, k, query_positions, key_positions, scheme)?;
-    let mut q = q.to_vec();
-    let mut k = k.to_vec();
-    apply_query_key_scheme(
-        &mut q,
-        heads.n_q_heads,
-        heads.head_dim,
-        query_positions,
-        scheme,
-    )?;
-    apply_query_key_scheme(
-        &mut k,
-        heads.n_kv_heads,
-        heads.head_dim,
-        key_positions,
-        scheme,
-    )?;
+    let (q, k) = query_key_with_scheme(heads, q, k, query_positions, key_positions, scheme)?;
     attend_positioned(
         heads,
         &q,

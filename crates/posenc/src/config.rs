@@ -692,6 +692,14 @@ fn parse_block(
                     ))
                 }
             };
+            if layer.per_layer && !y.truncate {
+                // transformers v5 reads `truncate` from the top-level `rope_parameters` dict, which
+                // for per-layer configs holds only the layer blocks, so it always truncates there.
+                warnings.push(Lint {
+                    key: format!("{path}truncate"),
+                    message: "false here, but HF reads `truncate` only from the top level of rope_parameters, so HF truncates for this layer; posenc follows the block".into(),
+                });
+            }
             RopeScaling::Yarn(y)
         }
         "llama3" => {

@@ -726,23 +726,10 @@ pub fn cos_sin_row(
     cos: &mut [f32],
     sin: &mut [f32],
 ) -> Result<()> {
-    let n = freqs.pairs();
-    if cos.len() != n || sin.len() != n {
-        return Err(Error::shape(
-            "cos/sin row",
-            n,
-            format!("{}/{}", cos.len(), sin.len()),
-        ));
-    }
+    check_row_buffers(freqs, cos, sin)?;
     match freqs.precision {
         Precision::Exact => {
-            let a = freqs.attention_factor;
-            for ((c, s), &f) in cos.iter_mut().zip(sin.iter_mut()).zip(&freqs.inv_freq) {
-                let angle = (position as f64 * f).rem_euclid(TAU);
-                let (sv, cv) = angle.sin_cos();
-                *c = (cv * a) as f32;
-                *s = (sv * a) as f32;
-            }
+            fill_f64_row(freqs, position as f64, freqs.attention_factor, cos, sin);
         }
         Precision::Hf => {
             // HF: float32 positions times float32 inv_freq, float32 cos/sin, times the factor in float32.
@@ -768,6 +755,13 @@ pub fn rotation_row(
     cos: &mut [f32],
     sin: &mut [f32],
 ) -> Result<()> {
+    check_row_buffers(freqs, cos, sin)?;
+    fill_f64_row(freqs, delta as f64, 1.0, cos, sin);
+    Ok(())
+}
+
+/// `cos` and `sin` must hold one value per pair.
+fn check_row_buffers(freqs: &RopeFrequencies, cos: &[f32], sin: &[f32]) -> Result<()> {
     let n = freqs.pairs();
     if cos.len() != n || sin.len() != n {
         return Err(Error::shape(
@@ -776,13 +770,16 @@ pub fn rotation_row(
             format!("{}/{}", cos.len(), sin.len()),
         ));
     }
-    for ((c, s), &f) in cos.iter_mut().zip(sin.iter_mut()).zip(&freqs.inv_freq) {
-        let angle = (delta as f64 * f).rem_euclid(TAU);
-        let (sv, cv) = angle.sin_cos();
-        *c = cv as f32;
-        *s = sv as f32;
-    }
     Ok(())
+}
+
+/// `scale · cos(x·θ_i)` and `scale · sin(x·θ_i)`, the angle formed and reduced mod 2π in f64.
+fn fill_f64_row(freqs: &RopeFrequencies, x: f64, scale: f64, cos: &mut [f32], sin: &mut [f32]) {
+    for ((c, s), &f) in cos.iter_mut().zip(sin.iter_mut()).zip(&freqs.inv_freq) {
+        let (sv, cv) = (x * f).rem_euclid(TAU).sin_cos();
+        *c = (cv * scale) as f32;
+        *s = (sv * scale) as f32;
+    }
 }
 
 /// Half-width cos/sin rows for a list of positions, row-major `[positions.len()][pairs]`.

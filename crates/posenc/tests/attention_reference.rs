@@ -12,21 +12,8 @@ use posenc::rope::{Precision, RopeLayout, RopeParams};
 use posenc::sinusoidal::{self, SinusoidalLayout};
 use posenc::{Error, PositionEntry};
 
-/// SplitMix64 → uniform in [-1, 1): deterministic test data.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        ((z >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-    fn vec(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.next()).collect()
-    }
-}
+mod common;
+use common::Rng;
 
 /// Dense attention from the definition, in f64: scores (given, `[h][i][j]`), softmax over allowed
 /// pairs with `-inf` for masked ones, output `Σ w v`. GQA head map `h / group`.

@@ -439,3 +439,24 @@ fn top_level_partial_rotary_factor_wins() {
         .iter()
         .any(|w| w.key.ends_with("partial_rotary_factor")));
 }
+
+/// A per-layer YaRN block with `truncate: false`: posenc honours it, and warns that HF v5 reads
+/// `truncate` only from the top level of `rope_parameters` (so HF would truncate).
+#[test]
+fn per_layer_yarn_truncate_is_linted() {
+    let cfg = parse_config(
+        r#"{"hidden_size": 512, "num_attention_heads": 8, "max_position_embeddings": 32768,
+            "rope_parameters": {"full_attention": {"rope_type": "yarn", "rope_theta": 1e6, "factor": 4,
+                                                   "original_max_position_embeddings": 8192, "truncate": false},
+                                "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}}}"#,
+    )
+    .unwrap();
+    match &cfg.params().scaling {
+        RopeScaling::Yarn(y) => assert!(!y.truncate),
+        other => panic!("{other:?}"),
+    }
+    assert!(cfg
+        .warnings
+        .iter()
+        .any(|w| w.key.ends_with("full_attention.truncate")));
+}

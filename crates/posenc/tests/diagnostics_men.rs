@@ -1,6 +1,8 @@
 //! The base lower bound against the values Men et al. (2024, "Base of RoPE Bounds Context
 //! Length", Table 1, head dimension 128) published, and the per-pair report on real configs.
 
+mod common;
+
 use posenc::config::parse_config;
 use posenc::diagnostics::{base_criterion, men_base_lower_bound, pair_report, Band};
 
@@ -50,11 +52,8 @@ fn llama2_base_holds_for_1k_and_not_for_its_4k_context() {
 
 #[test]
 fn llama3_bands_follow_wavelengths() {
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/fixtures/rope/llama-3.1-8b.config.json"),
-    )
-    .unwrap();
+    let text =
+        std::fs::read_to_string(common::fixtures().join("rope/llama-3.1-8b.config.json")).unwrap();
     let cfg = parse_config(&text).unwrap();
     let rows = pair_report(cfg.params(), 8192, 131072, None).unwrap();
     assert_eq!(rows.len(), 64);

@@ -3,34 +3,14 @@
 use posenc::config::parse_config;
 use posenc::rope::{cos_sin_row, Precision};
 use serde_json::Value;
-use std::path::PathBuf;
 
-fn fixtures() -> PathBuf {
-    std::env::var_os("POSENC_FIXTURES")
-        .map(Into::into)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
-        })
-}
+mod common;
+use common::fixtures;
 
 /// Every `NAME` with both `NAME.config.json` and `NAME.expected.json`.
 fn cases() -> Vec<(String, String, Value)> {
     let dir = fixtures().join("rope");
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot read {}: {e} (is ../shared beside the checkout?)",
-                dir.display()
-            )
-        })
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter_map(|n| n.strip_suffix(".config.json").map(str::to_string))
-        .collect();
-    names.sort();
-    assert!(
-        names.len() >= 8,
-        "expected the rope fixtures, found {names:?}"
-    );
+    let names = common::rope_fixture_names();
     names
         .into_iter()
         .map(|n| {

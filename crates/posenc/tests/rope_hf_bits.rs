@@ -4,29 +4,14 @@
 use posenc::config::parse_config;
 use posenc::rope::Precision;
 use serde_json::Value;
-use std::path::PathBuf;
 
-fn fixtures() -> PathBuf {
-    std::env::var_os("POSENC_FIXTURES")
-        .map(Into::into)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
-        })
-}
+mod common;
+use common::fixtures;
 
 #[test]
 fn hf_inv_freq_matches_torch_float32_bits() {
     let dir = fixtures().join("rope");
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter_map(|n| n.strip_suffix(".config.json").map(str::to_string))
-        .collect();
-    names.sort();
-    assert!(
-        names.len() >= 8,
-        "expected the rope fixtures, found {names:?}"
-    );
+    let names = common::rope_fixture_names();
 
     let mut mismatches = Vec::new();
     let mut checked = 0usize;

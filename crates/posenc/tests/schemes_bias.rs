@@ -3,13 +3,8 @@
 use posenc::{alibi, nope, Error, PositionEntry};
 use proptest::prelude::*;
 
-fn fixtures() -> std::path::PathBuf {
-    std::env::var_os("POSENC_FIXTURES")
-        .map(Into::into)
-        .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
-        })
-}
+mod common;
+use common::fixtures;
 
 fn fixture_slopes() -> Vec<(usize, Vec<f64>)> {
     let path = fixtures().join("alibi/slopes.json");

@@ -4,13 +4,8 @@ use posenc::relative::{self, T5Buckets};
 use posenc::{Error, PositionEntry};
 use proptest::prelude::*;
 
-fn fixtures() -> std::path::PathBuf {
-    std::env::var_os("POSENC_FIXTURES")
-        .map(Into::into)
-        .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
-        })
-}
+mod common;
+use common::fixtures;
 
 /// Deterministic pseudo-random values in [-1, 1) for test inputs.
 fn values(n: usize, seed: u64) -> Vec<f32> {

@@ -136,11 +136,14 @@ pub fn render_instance(inst: &Instance) -> String {
 pub fn render_verdict(v: &Verdict) -> String {
     let mut s = String::new();
     if v.correct {
-        s.push_str(&wrap(
-            &format!("Right. {}", v.feedback.as_deref().unwrap_or("")),
-            96,
-            "",
-        ));
+        // The checkers' feedback usually opens with "Right" already.
+        let feedback = v.feedback.as_deref().unwrap_or("");
+        let line = if feedback.starts_with("Right") {
+            feedback.to_string()
+        } else {
+            format!("Right. {feedback}")
+        };
+        s.push_str(&wrap(&line, 96, ""));
         for e in v.explanations.iter().filter(|e| !e.correct) {
             s.push_str(&wrap(
                 &format!("{} ({}) is wrong: {}", e.key, e.text, e.explanation),
@@ -221,7 +224,12 @@ pub fn learn(args: LearnArgs) -> anyhow::Result<i32> {
         }
         (Some(part), Some(answer)) => {
             let part: Part = part.parse()?;
-            let v = check(n, seed, part, answer)?;
+            let v = check(n, seed, part, answer).map_err(|e| match e.kind {
+                LearnErrorKind::MalformedAnswer => {
+                    anyhow::anyhow!("invalid --answer: {}", e.message)
+                }
+                _ => e.into(),
+            })?;
             if args.json {
                 print_json(&v)?;
             } else {
