@@ -300,7 +300,9 @@ fn report() {
         let fused_of = |c: Case| {
             variants
                 .iter()
-                .position(|v| matches!(v, Variant::Fused(cc, TileKernel::Simd) if cc.name() == c.name()))
+                .position(
+                    |v| matches!(v, Variant::Fused(cc, TileKernel::Simd) if cc.name() == c.name()),
+                )
                 .map(|i| median(&times[i]))
                 .unwrap_or(f64::NAN)
         };
