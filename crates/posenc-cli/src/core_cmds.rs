@@ -7,9 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use posenc::config::{parse_config, ModelConfig};
-use posenc::diagnostics::{
-    base_criterion, frequency_criterion, men_base_lower_bound, pair_report, Band,
-};
+use posenc::diagnostics::{frequency_criterion, men_base_lower_bound, pair_report, Band};
 use posenc::rope::{
     deepseek_softmax_scale_correction, yarn_correction_range, Precision, RopeParams, RopeScaling,
     RopeTable,
@@ -306,9 +304,14 @@ pub fn inspect_report(
         };
         // Men et al.: the unscaled base against the training context, the frequencies in use
         // against the target one, and the smallest base that would do for the target.
-        let unscaled_check = base_criterion(p.base, p.rotary_dim, original.min(bound_cap), true)?;
+        // The unscaled frequencies as the model has them (proportional RoPE keeps its frozen
+        // pairs at frequency 0, which add 1 each to the sum).
+        let unscaled: Vec<f64> = pairs.iter().map(|r| r.inv_freq_unscaled).collect();
+        let unscaled_check = frequency_criterion(&unscaled, original.min(bound_cap), true)?;
         let scaled_check = frequency_criterion(&freqs.inv_freq, extended.min(bound_cap), true)?;
-        let (bound, bound_note) = if extended > bound_cap {
+        let (bound, bound_note) = if matches!(p.scaling, RopeScaling::Proportional { .. }) {
+            (None, Some("not computed: the bound assumes every pair turns at base^(-2i/d), proportional RoPE freezes some".to_string()))
+        } else if extended > bound_cap {
             (
                 None,
                 Some(format!(

@@ -245,6 +245,46 @@ fn inspect_contexts_override_and_cap() {
         "{bb}"
     );
     assert_eq!(bb["scaled_frequencies_hold_for_extended"], false);
+    // Proportional RoPE (Gemma 4 global layers): frozen pairs count in the criterion (1 each),
+    // and the base bound, which assumes every pair turns, is not claimed.
+    let prop = dir.join("prop.json");
+    std::fs::write(
+        &prop,
+        r#"{"head_dim": 256, "global_head_dim": 512, "hidden_size": 2048, "num_attention_heads": 8,
+            "max_position_embeddings": 8192,
+            "rope_parameters": {"full_attention": {"rope_type": "proportional", "rope_theta": 10000.0, "partial_rotary_factor": 0.25},
+                                "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}}}"#,
+    )
+    .unwrap();
+    let out = json(&posenc(&["inspect", prop.to_str().unwrap(), "--json"]));
+    let full = out["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["layer_type"] == "full_attention")
+        .unwrap();
+    let bb = &full["base_bound"];
+    assert_eq!(full["rotary_dim"], 512);
+    assert!(
+        bb["lower_bound_note"]
+            .as_str()
+            .unwrap()
+            .contains("proportional"),
+        "{bb}"
+    );
+    let inv: Vec<f64> = full["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["inv_freq_unscaled"].as_f64().unwrap())
+        .collect();
+    assert_eq!(inv.iter().filter(|f| **f == 0.0).count(), 192);
+    let first =
+        (0..8192usize).find(|&m| inv.iter().map(|f| (m as f64 * f).cos()).sum::<f64>() < 0.0);
+    assert_eq!(
+        bb["unscaled_first_violation"].as_u64().map(|m| m as usize),
+        first
+    );
     std::fs::remove_dir_all(&dir).ok();
     assert_usage_error(&posenc(&["inspect", &cfg, "--context", "0"]), "--context");
     assert_usage_error(&posenc(&["inspect", "/nonexistent.json"]), "FILE");

@@ -4,9 +4,10 @@
 //! * `cargo bench -p posenc --bench fused_attention` runs the criterion groups (L = 1024 and
 //!   4096, 8 heads, d = 64, causal; a decode step).
 //! * `FUSED_REPORT=1 cargo bench -p posenc --bench fused_attention` instead prints the report used
-//!   for BENCHMARKS.md: medians of `FUSED_RUNS` (default 3) runs, GFLOP/s, and the peak heap
-//!   measured by the counting allocator below, at L = 16384 (fused) and L = 4096 (fused and
-//!   materialized). `FUSED_REPORT_LENS=2048,4096` picks the lengths (materialized only up to
+//!   for BENCHMARKS.md: per variant, the median and minimum wall time over `FUSED_RUNS`
+//!   (default 3) interleaved rounds, GFLOP/s, CPU seconds per run, and the peak heap measured by
+//!   the counting allocator below, at L = 16384 (fused) and L = 4096 (fused and materialized);
+//!   `FUSED_MATERIALIZED=0` skips the materialized path. `FUSED_REPORT_LENS=2048,4096` picks the lengths (materialized only up to
 //!   4096).
 //!
 //! FLOP count: `4 · head_dim` per (query, key) pair the mask allows, summed over heads
@@ -202,98 +203,140 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-static LAST_CPU: std::sync::Mutex<f64> = std::sync::Mutex::new(0.0);
-
-/// Runs `f` `runs` times; returns the median seconds and the peak heap (bytes, absolute) seen.
-/// The mean CPU seconds per run are left in `LAST_CPU`.
-fn measure<T>(runs: usize, mut f: impl FnMut() -> T) -> (f64, usize) {
-    let mut times = Vec::new();
-    PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
-    let cpu0 = cpu_seconds();
-    for _ in 0..runs {
-        let t = Instant::now();
-        let out = f();
-        times.push(t.elapsed().as_secs_f64());
-        drop(out);
-    }
-    if let Ok(mut c) = LAST_CPU.lock() {
-        *c = (cpu_seconds() - cpu0) / runs as f64;
-    }
-    times.sort_by(f64::total_cmp);
-    (times[times.len() / 2], PEAK.load(Ordering::Relaxed))
-}
-
-fn last_cpu() -> f64 {
-    LAST_CPU.lock().map(|c| *c).unwrap_or(0.0)
-}
-
-fn report() {
-    let runs: usize = std::env::var("FUSED_RUNS")
+fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
+    std::env::var(key)
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(default)
+}
+
+/// What one report row runs.
+#[derive(Clone, Copy)]
+enum Variant {
+    Fused(Case, TileKernel),
+    Materialized(Case),
+}
+
+impl Variant {
+    fn label(self) -> String {
+        match self {
+            Variant::Fused(c, k) => format!("fused {} ({k:?})", c.name()),
+            Variant::Materialized(c) => format!("materialized {}", c.name()),
+        }
+    }
+
+    fn run(self, x: &Inputs) -> (Vec<f32>, usize) {
+        match self {
+            Variant::Fused(c, k) => (fused(x, c, k), 0),
+            Variant::Materialized(c) => materialized(x, c),
+        }
+    }
+}
+
+/// The report: for each length, one run per variant for peak heap, then `FUSED_RUNS` rounds
+/// in which every variant runs once (interleaved, so background load hits all of them alike);
+/// median and minimum wall time per variant, GFLOP/s from the median, CPU seconds per run.
+fn report() {
+    let runs: usize = env_or("FUSED_RUNS", 3).max(1);
     let lens: Vec<usize> = std::env::var("FUSED_REPORT_LENS")
         .unwrap_or_else(|_| "16384,4096".into())
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    println!("fused attention report: {HEADS} heads, d = {HEAD_DIM}, causal, f32, median of {runs}, threads = {}", rayon::current_num_threads());
+    let with_materialized = std::env::var("FUSED_MATERIALIZED").as_deref() != Ok("0");
+    println!(
+        "fused attention report: {HEADS} heads, d = {HEAD_DIM}, causal, f32, {runs} interleaved rounds, {} threads",
+        rayon::current_num_threads()
+    );
     for len in lens {
         let x = inputs(len);
         let buffers = 4 * x.q.len() * 4; // q, k, v and the output, f32
         let base = LIVE.load(Ordering::Relaxed);
+        let inputs_bytes = 3 * x.q.len() * 4;
         println!(
-            "L = {len}: q/k/v/output buffers {:.1} MiB; heap before the call {:.1} MiB",
+            "L = {len}: q/k/v/output buffers {:.1} MiB (heap before the calls {:.1} MiB: q, k, v, T5 table)",
             buffers as f64 / 1048576.0,
             base as f64 / 1048576.0
         );
-        let mut nobias = 0.0;
+        let mut variants = Vec::new();
         for case in [Case::NoBias, Case::Alibi, Case::T5] {
             for kernel in [TileKernel::Simd, TileKernel::Gemm] {
-                let (t, peak) = measure(runs, || fused(&x, case, kernel));
-                if matches!((case, kernel), (Case::NoBias, TileKernel::Simd)) {
-                    nobias = t;
-                }
-                let cpu = last_cpu();
-                println!(
-                    "  fused {:7} {:5?}: {:8.3} s  {:6.1} GFLOP/s ({:5.1} per CPU-s)  peak heap {:7.1} MiB = {:.3} × buffers{}",
-                    case.name(),
-                    kernel,
-                    t,
-                    causal_flops(len) / t / 1e9,
-                    causal_flops(len) / cpu / 1e9,
-                    peak as f64 / 1048576.0,
-                    // Peak includes q, k, v (allocated before) and the output.
-                    (peak - base + 3 * x.q.len() * 4) as f64 / buffers as f64,
-                    if kernel == TileKernel::Simd && nobias > 0.0 {
-                        format!("  ({:+.1}% vs nobias)", (t / nobias - 1.0) * 100.0)
-                    } else {
-                        String::new()
-                    }
-                );
+                variants.push(Variant::Fused(case, kernel));
             }
         }
-        if len <= 4096 && std::env::var("FUSED_MATERIALIZED").as_deref() != Ok("0") {
+        if with_materialized && len <= 4096 {
             for case in [Case::NoBias, Case::Alibi, Case::T5] {
-                let (tf, _) = measure(runs, || fused(&x, case, TileKernel::Simd));
-                let mut tensors = 0;
-                let (tm, peak) = measure(runs, || {
-                    let (o, b) = materialized(&x, case);
-                    tensors = b;
-                    o
-                });
-                let cpu = last_cpu();
-                println!(
-                    "  materialized {:7}: {:8.3} s  {:6.1} GFLOP/s ({:5.1} per CPU-s)  tensors {:7.1} MiB, peak heap {:7.1} MiB; fused is {:.2}× faster",
-                    case.name(),
-                    tm,
-                    causal_flops(len) / tm / 1e9,
-                    causal_flops(len) / cpu / 1e9,
-                    tensors as f64 / 1048576.0,
-                    peak as f64 / 1048576.0,
-                    tm / tf
-                );
+                variants.push(Variant::Materialized(case));
             }
+        }
+        // Peak heap, one run each (also the warm-up).
+        let mut peaks = Vec::new();
+        let mut tensors = Vec::new();
+        for v in &variants {
+            PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
+            let (out, t) = v.run(&x);
+            drop(out);
+            peaks.push(PEAK.load(Ordering::Relaxed));
+            tensors.push(t);
+        }
+        let mut times = vec![Vec::new(); variants.len()];
+        let mut cpu = vec![0.0f64; variants.len()];
+        for _ in 0..runs {
+            for (i, v) in variants.iter().enumerate() {
+                let c0 = cpu_seconds();
+                let t = Instant::now();
+                drop(v.run(&x));
+                times[i].push(t.elapsed().as_secs_f64());
+                cpu[i] += cpu_seconds() - c0;
+            }
+        }
+        let median = |t: &Vec<f64>| {
+            let mut t = t.clone();
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        };
+        let min = |t: &Vec<f64>| t.iter().copied().fold(f64::INFINITY, f64::min);
+        let nobias = (median(&times[0]), min(&times[0]));
+        let fused_of = |c: Case| {
+            variants
+                .iter()
+                .position(
+                    |v| matches!(v, Variant::Fused(cc, TileKernel::Simd) if cc.name() == c.name()),
+                )
+                .map(|i| median(&times[i]))
+                .unwrap_or(f64::NAN)
+        };
+        for (i, v) in variants.iter().enumerate() {
+            let (med, mn) = (median(&times[i]), min(&times[i]));
+            let mut note = String::new();
+            match v {
+                Variant::Fused(c, TileKernel::Simd) if !matches!(c, Case::NoBias) => {
+                    note = format!(
+                        "  bias cost vs nobias: {:+.1}% (median), {:+.1}% (min)",
+                        (med / nobias.0 - 1.0) * 100.0,
+                        (mn / nobias.1 - 1.0) * 100.0
+                    );
+                }
+                Variant::Materialized(c) => {
+                    note = format!(
+                        "  tensors {:.0} MiB; fused (Simd) is {:.2}x faster",
+                        tensors[i] as f64 / 1048576.0,
+                        med / fused_of(*c)
+                    );
+                }
+                _ => {}
+            }
+            println!(
+                "  {:<24} median {:8.3} s  min {:8.3} s  {:6.1} GFLOP/s  cpu {:6.2} s/run  peak heap {:8.1} MiB = {:6.3}x buffers{note}",
+                v.label(),
+                med,
+                mn,
+                causal_flops(len) / med / 1e9,
+                cpu[i] / runs as f64,
+                peaks[i] as f64 / 1048576.0,
+                // q, k, v were allocated before; the T5 table and anything else count.
+                (peaks[i] - base + inputs_bytes) as f64 / buffers as f64,
+            );
         }
     }
 }

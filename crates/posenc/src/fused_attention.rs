@@ -1537,26 +1537,63 @@ fn gemm_pv_t(v: &[f32], stride: usize, len: usize, d: usize, s: &[f32], ot: &mut
 // The materialized path
 
 impl Plan<'_> {
-    /// The additive bias of (head, query i, key j), `-inf` where masked.
-    fn bias_value(&self, h: usize, i: usize, j: usize) -> f32 {
-        let (pq, pk) = (self.qpos[i], self.kpos[j]);
-        if !self.mask.allows(i, j, self.seq_q, self.seq_k, pq, pk) {
-            return f32::NEG_INFINITY;
-        }
+    /// Row `i` of head `h` of the additive tensor: the bias, then `-inf` where masked. Plain
+    /// loops over the row (vectorizable), as a framework's tensor ops would be.
+    fn bias_row(&self, h: usize, i: usize, row: &mut [f32]) {
+        let pq = self.qpos[i];
         match self.bias {
-            BiasPlan::None => 0.0,
+            BiasPlan::None => row.fill(0.0),
             BiasPlan::Alibi { slopes, symmetric } => {
-                let dist = pq as i128 - pk as i128;
-                let b = if symmetric {
-                    -slopes[h] * dist.unsigned_abs() as f64
-                } else if dist >= 0 {
-                    -slopes[h] * dist as f64
-                } else {
-                    0.0
-                };
-                b as f32
+                let m = slopes[h];
+                for (b, &pk) in row.iter_mut().zip(self.kpos) {
+                    let dist = pq as f64 - pk as f64;
+                    let dist = if symmetric {
+                        dist.abs()
+                    } else if dist > 0.0 {
+                        dist
+                    } else {
+                        0.0
+                    };
+                    *b = (-m * dist) as f32;
+                }
             }
-            BiasPlan::Relative(table) => table.get(h, pq, pk),
+            BiasPlan::Relative(table) => {
+                for (b, &pk) in row.iter_mut().zip(self.kpos) {
+                    *b = table.get(h, pq, pk);
+                }
+            }
+        }
+        match self.mask.causal {
+            Causal::None => {}
+            Causal::ByPosition => {
+                for (b, &pk) in row.iter_mut().zip(self.kpos) {
+                    if pk > pq {
+                        *b = f32::NEG_INFINITY;
+                    }
+                }
+            }
+            Causal::ByIndex => {
+                // Allowed iff j + seq_q <= i + seq_k.
+                let first_hidden = (i + self.seq_k + 1).saturating_sub(self.seq_q);
+                if first_hidden < row.len() {
+                    row[first_hidden..].fill(f32::NEG_INFINITY);
+                }
+            }
+        }
+        if let Some(kp) = &self.mask.key_padding {
+            for (b, &real) in row.iter_mut().zip(kp) {
+                if !real {
+                    *b = f32::NEG_INFINITY;
+                }
+            }
+        }
+        if let Some(allowed) = &self.mask.allowed {
+            let a = &allowed[i * self.seq_k..(i + 1) * self.seq_k];
+            for (b, &ok) in row.iter_mut().zip(a) {
+                if !ok {
+                    *b = f32::NEG_INFINITY;
+                }
+            }
         }
     }
 
@@ -1597,9 +1634,7 @@ impl Plan<'_> {
 
         bias.par_chunks_mut(sk).enumerate().for_each(|(hi, row)| {
             let (h, i) = (hi / sq, hi % sq);
-            for (j, b) in row.iter_mut().enumerate() {
-                *b = self.bias_value(h, i, j);
-            }
+            self.bias_row(h, i, row);
         });
 
         let head_outputs: Vec<Vec<f32>> = scores
