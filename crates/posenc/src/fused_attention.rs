@@ -63,7 +63,7 @@
 //! and the sums over keys `Lk · 6e-8` relative at worst. ALiBi distances are computed exactly in
 //! integers (exact in `f32` up to `2^24` = 16.7M positions apart). Because an `f32` score can
 //! overflow where an `f64` one does not, inputs whose score bound
-//! `scale · max‖q'‖ · max‖k'‖ + max|bias|`, or whose `Lk · max|v|`, exceeds [`MAX_SCORE_BOUND`]
+//! `scale · max‖q'‖ · max‖k'‖ + max|bias|`, or whose `Lk · max‖v‖`, exceeds [`MAX_SCORE_BOUND`]
 //! are rejected (the reference accepts them).
 //!
 //! ## Tile kernels ([`TileKernel`])
@@ -101,7 +101,7 @@ pub const MAX_RELATIVE_TABLE: u64 = 1 << 26;
 /// (1 GiB of `f32`; the path holds two such tensors).
 pub const MAX_MATERIALIZED_ELEMENTS: u64 = 1 << 28;
 
-/// Largest score bound (and `Lk · max|v|`) the `f32` kernel accepts: `1e30`, far below
+/// Largest score bound (and `Lk · max‖v‖`) the `f32` kernel accepts: `1e30`, far below
 /// `f32::MAX` ≈ `3.4e38`, so no intermediate of the kernel can overflow.
 pub const MAX_SCORE_BOUND: f64 = 1e30;
 
@@ -721,7 +721,15 @@ struct KeyTile {
     all_padding: bool,
 }
 
-fn check_buffer(what: &str, buf: &[f32], rows: usize, width: usize) -> Result<()> {
+/// Checks the size and finiteness of a `[rows][width]` buffer and returns the largest Euclidean
+/// norm of its `head_dim`-value vectors, in one parallel pass (it is also the overflow bound).
+fn check_buffer(
+    what: &str,
+    buf: &[f32],
+    rows: usize,
+    width: usize,
+    head_dim: usize,
+) -> Result<f64> {
     let expected = rows
         .checked_mul(width)
         .ok_or_else(|| Error::invalid(what, "a size that fits in memory"))?;
@@ -733,26 +741,56 @@ fn check_buffer(what: &str, buf: &[f32], rows: usize, width: usize) -> Result<()
             buf.len(),
         ));
     }
-    if let Some(i) = buf.iter().position(|x| !x.is_finite()) {
-        return Err(Error::invalid(
-            what,
-            format!("finite values, got {} at index {i}", buf[i]),
-        ));
+    let norm = max_norm(buf, head_dim);
+    if !norm.is_finite() {
+        if let Some(i) = buf.iter().position(|x| !x.is_finite()) {
+            return Err(Error::invalid(
+                what,
+                format!("finite values, got {} at index {i}", buf[i]),
+            ));
+        }
     }
-    Ok(())
+    Ok(norm)
 }
 
-/// Largest Euclidean norm of the `width`-value vectors of `buf`, in f64.
+/// Largest Euclidean norm of the `width`-value vectors of `buf`, in f64 (finite f32 squares
+/// cannot overflow f64), `+inf` if any value is not finite.
 fn max_norm(buf: &[f32], width: usize) -> f64 {
-    buf.par_chunks(width.max(1))
-        .with_min_len(1024)
-        .map(|row| {
-            row.iter()
-                .map(|&x| f64::from(x) * f64::from(x))
-                .sum::<f64>()
-                .sqrt()
-        })
+    let width = width.max(1);
+    buf.par_chunks(width * 4096)
+        .map(|rows| max_norm_rows(rows, width))
         .reduce(|| 0.0, f64::max)
+}
+
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
+fn max_norm_rows(rows: &[f32], width: usize) -> f64 {
+    let mut max = 0.0f64;
+    for row in rows.chunks(width) {
+        // Eight independent sums, so the adds do not wait on each other.
+        let mut acc = [0.0f64; 8];
+        let mut chunks = row.chunks_exact(8);
+        for c in &mut chunks {
+            for (a, &x) in acc.iter_mut().zip(c) {
+                *a += f64::from(x) * f64::from(x);
+            }
+        }
+        let tail: f64 = chunks
+            .remainder()
+            .iter()
+            .map(|&x| f64::from(x) * f64::from(x))
+            .sum();
+        let n = (acc.iter().sum::<f64>() + tail).sqrt();
+        max = if n.is_finite() {
+            if n > max {
+                n
+            } else {
+                max
+            }
+        } else {
+            f64::INFINITY
+        };
+    }
+    max
 }
 
 impl<'a> Plan<'a> {
@@ -772,18 +810,28 @@ impl<'a> Plan<'a> {
         heads.validate()?;
         let seq_q = query_positions.len();
         let seq_k = key_positions.len();
-        check_buffer("q [seq_q][n_q_heads][head_dim]", q, seq_q, heads.q_width())?;
-        check_buffer(
+        let d = heads.head_dim;
+        let q_norm = check_buffer(
+            "q [seq_q][n_q_heads][head_dim]",
+            q,
+            seq_q,
+            heads.q_width(),
+            d,
+        )?;
+        let k_norm = check_buffer(
             "k [seq_k][n_kv_heads][head_dim]",
             k,
             seq_k,
             heads.kv_width(),
+            d,
         )?;
-        check_buffer(
+        // ‖v_j‖ >= max|v_j|: a bound for the overflow check below.
+        let v_max = check_buffer(
             "v [seq_k][n_kv_heads][head_dim]",
             v,
             seq_k,
             heads.kv_width(),
+            d,
         )?;
         let pairs = (heads.n_q_heads as u64)
             .saturating_mul(seq_q as u64)
@@ -874,13 +922,7 @@ impl<'a> Plan<'a> {
 
         // Overflow guard: |score| <= scale·‖q'‖·‖k'‖ + |bias| (Cauchy–Schwarz, also for every
         // partial sum of the dot product); the unnormalized output is at most Lk·max|v|.
-        let bound = scale.abs()
-            * max_norm(q, heads.head_dim)
-            * max_norm(k, heads.head_dim)
-            * rope_factor
-            * rope_factor
-            + max_abs_bias;
-        let v_max = v.iter().fold(0.0f64, |a, &x| a.max(f64::from(x).abs()));
+        let bound = scale.abs() * q_norm * k_norm * rope_factor * rope_factor + max_abs_bias;
         let fits = bound <= MAX_SCORE_BOUND && v_max * seq_k as f64 <= MAX_SCORE_BOUND;
         if !fits {
             return Err(Error::invalid(
@@ -1128,8 +1170,17 @@ fn exp_f32_impl<const FMA: bool>(x: f32) -> f32 {
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma", "aarch64+neon"))]
 fn run_task(plan: &Plan, h: usize, i0: usize, rows: usize, ws: &mut Workspace, out: &mut [f32]) {
     multiversion::target::match_target! {
-        "x86_64+avx512f" => task_body::<true, 4, 64>(plan, h, i0, rows, ws, out),
-        "x86_64+fma" => task_body::<true, 2, 32>(plan, h, i0, rows, ws, out),
+        // Few queries (decode steps): narrow lane blocks, so no work on empty lanes.
+        "x86_64+avx512f" => if rows <= 16 {
+            task_body::<true, 8, 16>(plan, h, i0, rows, ws, out)
+        } else {
+            task_body::<true, 4, 64>(plan, h, i0, rows, ws, out)
+        },
+        "x86_64+fma" => if rows <= 8 {
+            task_body::<true, 4, 8>(plan, h, i0, rows, ws, out)
+        } else {
+            task_body::<true, 2, 32>(plan, h, i0, rows, ws, out)
+        },
         _ => task_body::<false, 2, 32>(plan, h, i0, rows, ws, out),
     }
 }
@@ -1153,6 +1204,11 @@ fn task_body<const FMA: bool, const KR: usize, const CW: usize>(
     let qmin = qpos.iter().copied().min().unwrap_or(0);
     let qmax = qpos.iter().copied().max().unwrap_or(0);
     let q_contiguous = qpos.windows(2).all(|w| w[1] == w[0].wrapping_add(1));
+    // Lanes the SIMD products compute: the real queries rounded up to a register block.
+    let lanes = match plan.kernel {
+        TileKernel::Simd => rows.div_ceil(CW) * CW,
+        TileKernel::Gemm => QUERY_TILE,
+    };
 
     // Load the query tile: rotate, scale, transpose to [d][QUERY_TILE]; padding lanes are 0.
     ws.qt.fill(0.0);
@@ -1198,7 +1254,7 @@ fn task_body<const FMA: bool, const KR: usize, const CW: usize>(
         // S^T = K · Q^T: [len][QUERY_TILE].
         match plan.kernel {
             TileKernel::Simd => {
-                scores_t::<FMA, KR, CW>(k_base, k_stride, len, d, &ws.qt, &mut ws.s)
+                scores_t::<FMA, KR, CW>(k_base, k_stride, len, d, lanes, &ws.qt, &mut ws.s)
             }
             TileKernel::Gemm => gemm_scores_t(k_base, k_stride, len, d, &ws.qt, &mut ws.s),
         }
@@ -1224,14 +1280,22 @@ fn task_body<const FMA: bool, const KR: usize, const CW: usize>(
                     }
                 }
             }
-            row[rows..].fill(f32::NEG_INFINITY);
+            row[rows..lanes].fill(f32::NEG_INFINITY);
         }
 
-        online_softmax_tile::<FMA>(&mut ws.s, len, &mut m, &mut l, &mut ws.ot, d);
+        // Lanes past `lanes` are never read: the products and the output skip them.
+        match lanes {
+            8 => online_softmax_tile::<FMA, 8>(&mut ws.s, len, &mut m, &mut l, &mut ws.ot, d),
+            16 => online_softmax_tile::<FMA, 16>(&mut ws.s, len, &mut m, &mut l, &mut ws.ot, d),
+            32 => online_softmax_tile::<FMA, 32>(&mut ws.s, len, &mut m, &mut l, &mut ws.ot, d),
+            _ => online_softmax_tile::<FMA, QUERY_TILE>(
+                &mut ws.s, len, &mut m, &mut l, &mut ws.ot, d,
+            ),
+        }
 
         // O^T += V^T · P^T.
         match plan.kernel {
-            TileKernel::Simd => pv_t::<FMA, KR, CW>(v_base, kv_w, len, d, &ws.s, &mut ws.ot),
+            TileKernel::Simd => pv_t::<FMA, KR, CW>(v_base, kv_w, len, d, lanes, &ws.s, &mut ws.ot),
             TileKernel::Gemm => gemm_pv_t(v_base, kv_w, len, d, &ws.s, &mut ws.ot),
         }
     }
@@ -1324,7 +1388,7 @@ fn add_bias_row(plan: &Plan, h: usize, qpos: &[u64], q_contiguous: bool, pk: u64
 /// [`QUERY_TILE`] lanes; masked entries `-inf`). Turns `s` into weights, updates the running
 /// maxima `m` and sums `l`, and rescales the output accumulator `ot`.
 #[inline(always)]
-fn online_softmax_tile<const FMA: bool>(
+fn online_softmax_tile<const FMA: bool, const LANES: usize>(
     s: &mut [f32],
     len: usize,
     m: &mut [f32; QUERY_TILE],
@@ -1332,15 +1396,15 @@ fn online_softmax_tile<const FMA: bool>(
     ot: &mut [f32],
     d: usize,
 ) {
-    let mut tile_max = [f32::NEG_INFINITY; QUERY_TILE];
+    let mut tile_max = [f32::NEG_INFINITY; LANES];
     for row in s[..len * QUERY_TILE].chunks_exact(QUERY_TILE) {
-        for (t, &x) in tile_max.iter_mut().zip(row) {
+        for (t, &x) in tile_max.iter_mut().zip(&row[..LANES]) {
             *t = if x > *t { x } else { *t };
         }
     }
-    let mut new_max = [0.0f32; QUERY_TILE];
-    let mut alpha = [0.0f32; QUERY_TILE];
-    for r in 0..QUERY_TILE {
+    let mut new_max = [0.0f32; LANES];
+    let mut alpha = [0.0f32; LANES];
+    for r in 0..LANES {
         let nm = if tile_max[r] > m[r] {
             tile_max[r]
         } else {
@@ -1352,26 +1416,26 @@ fn online_softmax_tile<const FMA: bool>(
         new_max[r] = nm_safe;
         m[r] = nm;
     }
-    let mut sum = [0.0f32; QUERY_TILE];
+    let mut sum = [0.0f32; LANES];
     for row in s[..len * QUERY_TILE].chunks_exact_mut(QUERY_TILE) {
-        for ((x, &nm), acc) in row.iter_mut().zip(&new_max).zip(sum.iter_mut()) {
+        for ((x, &nm), acc) in row[..LANES].iter_mut().zip(&new_max).zip(sum.iter_mut()) {
             *x = exp_f32_impl::<FMA>(*x - nm);
             *acc += *x;
         }
     }
-    for r in 0..QUERY_TILE {
+    for r in 0..LANES {
         l[r] = l[r] * alpha[r] + sum[r];
     }
     if alpha.iter().any(|&a| a != 1.0) {
         for orow in ot[..d * QUERY_TILE].chunks_exact_mut(QUERY_TILE) {
-            for (o, &a) in orow.iter_mut().zip(&alpha) {
+            for (o, &a) in orow[..LANES].iter_mut().zip(&alpha) {
                 *o *= a;
             }
         }
     }
 }
 
-/// `s[jj][r] = Σ_p k[jj][p] · qt[p][r]` for `jj < len` (key row `jj` at `k[jj · stride..]`).
+/// `s[jj][r] = Σ_p k[jj][p] · qt[p][r]` for `jj < len`, `r < lanes` (key row `jj` at `k[jj · stride..]`).
 /// Register blocks of `KR` keys × `CW` query lanes; the remaining keys one at a time.
 #[inline(always)]
 fn scores_t<const FMA: bool, const KR: usize, const CW: usize>(
@@ -1379,17 +1443,18 @@ fn scores_t<const FMA: bool, const KR: usize, const CW: usize>(
     stride: usize,
     len: usize,
     d: usize,
+    lanes: usize,
     qt: &[f32],
     s: &mut [f32],
 ) {
     let full = len / KR * KR;
     let mut jj = 0;
     while jj < full {
-        scores_block::<FMA, KR, CW>(k, stride, jj, d, qt, s);
+        scores_block::<FMA, KR, CW>(k, stride, jj, d, lanes, qt, s);
         jj += KR;
     }
     while jj < len {
-        scores_block::<FMA, 1, CW>(k, stride, jj, d, qt, s);
+        scores_block::<FMA, 1, CW>(k, stride, jj, d, lanes, qt, s);
         jj += 1;
     }
 }
@@ -1400,11 +1465,12 @@ fn scores_block<const FMA: bool, const KR: usize, const CW: usize>(
     stride: usize,
     jj: usize,
     d: usize,
+    lanes: usize,
     qt: &[f32],
     s: &mut [f32],
 ) {
     let krows: [&[f32]; KR] = std::array::from_fn(|x| &k[(jj + x) * stride..(jj + x) * stride + d]);
-    for c0 in (0..QUERY_TILE).step_by(CW) {
+    for c0 in (0..lanes).step_by(CW) {
         let mut acc = [[0.0f32; CW]; KR];
         for p in 0..d {
             let qrow = &qt[p * QUERY_TILE + c0..p * QUERY_TILE + c0 + CW];
@@ -1422,24 +1488,25 @@ fn scores_block<const FMA: bool, const KR: usize, const CW: usize>(
     }
 }
 
-/// `ot[c][r] += Σ_jj v[jj][c] · s[jj][r]` for `jj < len` (value row `jj` at `v[jj · stride..]`).
+/// `ot[c][r] += Σ_jj v[jj][c] · s[jj][r]` for `jj < len`, `r < lanes` (value row `jj` at `v[jj · stride..]`).
 #[inline(always)]
 fn pv_t<const FMA: bool, const KR: usize, const CW: usize>(
     v: &[f32],
     stride: usize,
     len: usize,
     d: usize,
+    lanes: usize,
     s: &[f32],
     ot: &mut [f32],
 ) {
     let full = d / KR * KR;
     let mut c = 0;
     while c < full {
-        pv_block::<FMA, KR, CW>(v, stride, len, c, s, ot);
+        pv_block::<FMA, KR, CW>(v, stride, len, c, lanes, s, ot);
         c += KR;
     }
     while c < d {
-        pv_block::<FMA, 1, CW>(v, stride, len, c, s, ot);
+        pv_block::<FMA, 1, CW>(v, stride, len, c, lanes, s, ot);
         c += 1;
     }
 }
@@ -1450,10 +1517,11 @@ fn pv_block<const FMA: bool, const CR: usize, const CW: usize>(
     stride: usize,
     len: usize,
     c: usize,
+    lanes: usize,
     s: &[f32],
     ot: &mut [f32],
 ) {
-    for c0 in (0..QUERY_TILE).step_by(CW) {
+    for c0 in (0..lanes).step_by(CW) {
         let mut acc = [[0.0f32; CW]; CR];
         for (x, a) in acc.iter_mut().enumerate() {
             let o = (c + x) * QUERY_TILE + c0;
