@@ -133,6 +133,9 @@ struct PasskeyArgs {
     /// Directory for passkey.json, passkey.svg and passkey.png.
     #[arg(long, default_value = "posenc-results")]
     out: PathBuf,
+    /// Base name of the result files (NAME.json, NAME.svg, NAME.png); letters, digits, `-`, `_`.
+    #[arg(long, default_value = "passkey", value_parser = result_name)]
+    name: String,
     /// Print the JSON result on stdout (no progress bar).
     #[arg(long)]
     json: bool,
@@ -165,6 +168,9 @@ struct PerplexityArgs {
     /// Directory for perplexity.json, perplexity.svg and perplexity.png.
     #[arg(long, default_value = "posenc-results")]
     out: PathBuf,
+    /// Base name of the result files (NAME.json, NAME.svg, NAME.png); letters, digits, `-`, `_`.
+    #[arg(long, default_value = "perplexity", value_parser = result_name)]
+    name: String,
     /// Print the JSON result on stdout (no progress bar).
     #[arg(long)]
     json: bool,
@@ -186,6 +192,9 @@ struct AttentionStatsArgs {
     /// Directory for attention-stats.json, .svg and .png.
     #[arg(long, default_value = "posenc-results")]
     out: PathBuf,
+    /// Base name of the result files (NAME.json, NAME.svg, NAME.png); letters, digits, `-`, `_`.
+    #[arg(long, default_value = "attention-stats", value_parser = result_name)]
+    name: String,
     /// Print the JSON result on stdout.
     #[arg(long)]
     json: bool,
@@ -440,6 +449,18 @@ fn default_passkey_lengths(rope: &RopeSetup) -> Vec<usize> {
     lengths
 }
 
+/// A result file base name: 1 to 64 ASCII letters, digits, `-` or `_` (no separators, no dot).
+fn result_name(s: &str) -> Result<String, String> {
+    if (1..=64).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        Ok(s.to_string())
+    } else {
+        Err("expected 1 to 64 ASCII letters, digits, '-' or '_'".into())
+    }
+}
+
 fn write_json(out: &Path, name: &str, value: &impl serde::Serialize) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(out).with_context(|| format!("--out {}", out.display()))?;
     let path = out.join(format!("{name}.json"));
@@ -483,7 +504,7 @@ fn run_passkey(a: PasskeyArgs) -> anyhow::Result<i32> {
         |d, _| bar.set_position(d as u64),
     )?;
     bar.finish_and_clear();
-    let json_path = write_json(&a.out, "passkey", &report)?;
+    let json_path = write_json(&a.out, &a.name, &report)?;
     let title = format!(
         "Passkey retrieval, SmolLM2-135M ({}; {} trials per cell)",
         report.scaling, report.trials
@@ -501,7 +522,7 @@ fn run_passkey(a: PasskeyArgs) -> anyhow::Result<i32> {
     let height = 160 + 40 * report.lengths.len() as u32;
     let figs = plots::report_written(
         plots::heatmaps(
-            &a.out.join("passkey"),
+            &a.out.join(&a.name),
             &title,
             &[figure],
             (1, 1),
@@ -630,7 +651,7 @@ fn run_perplexity(a: PerplexityArgs) -> anyhow::Result<i32> {
         },
     )?;
     bar.finish_and_clear();
-    let json_path = write_json(&a.out, "perplexity", &report)?;
+    let json_path = write_json(&a.out, &a.name, &report)?;
     let series = |table: &[Vec<f64>]| -> Vec<(String, Vec<(f64, f64)>)> {
         report
             .scalings
@@ -677,7 +698,7 @@ fn run_perplexity(a: PerplexityArgs) -> anyhow::Result<i32> {
         }
     );
     plots::report_written(
-        plots::line_charts(&a.out.join("perplexity"), &title, &panels, (1300, 560)),
+        plots::line_charts(&a.out.join(&a.name), &title, &panels, (1300, 560)),
         a.json,
     );
     if a.json {
@@ -742,7 +763,7 @@ fn run_attention_stats(a: AttentionStatsArgs) -> anyhow::Result<i32> {
     let source = format!("{source}, tokens {start}..{}", start + a.tokens);
     let report = attention_stats(&model.llama, &rope, ids, a.skip, &source)?;
     bar.finish_and_clear();
-    let json_path = write_json(&a.out, "attention-stats", &report)?;
+    let json_path = write_json(&a.out, &a.name, &report)?;
     let layer_labels: Vec<String> = report.layers.iter().map(|l| l.to_string()).collect();
     let head_labels: Vec<String> = report.heads.iter().map(|h| h.to_string()).collect();
     let panels = [
@@ -805,13 +826,7 @@ fn run_attention_stats(a: AttentionStatsArgs) -> anyhow::Result<i32> {
         report.tokens, report.scaling
     );
     plots::report_written(
-        plots::heatmaps(
-            &a.out.join("attention-stats"),
-            &title,
-            &panels,
-            (1, 5),
-            (2400, 900),
-        ),
+        plots::heatmaps(&a.out.join(&a.name), &title, &panels, (1, 5), (2400, 900)),
         a.json,
     );
     if a.json {

@@ -264,3 +264,162 @@ fn perplexity_and_attention_stats_write_their_files() {
     assert!(dir.join("attention-stats.json").is_file());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn fixtures() -> PathBuf {
+    std::env::var_os("POSENC_FIXTURES")
+        .map(Into::into)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
+        })
+}
+
+#[test]
+fn logits_json_follows_the_cli_contract_and_matches_hf() {
+    let path = fixtures().join("model/smollm2-reference.json");
+    let cases: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).unwrap();
+    let dir = temp_dir("logits");
+    for case in cases.as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let prompt = dir.join(format!("{name}.txt"));
+        std::fs::write(&prompt, case["text"].as_str().unwrap()).unwrap();
+        let greedy = case["greedy_ids"].as_array().unwrap().len().to_string();
+        let k = case["top_ids"].as_array().unwrap().len().to_string();
+        let out = posenc(&[
+            "model",
+            "logits",
+            "--prompt-file",
+            prompt.to_str().unwrap(),
+            "--top-k",
+            &k,
+            "--greedy",
+            &greedy,
+            "--json",
+        ]);
+        let v = json(&out);
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            ["greedy_ids", "greedy_text", "ids", "top_ids", "top_logits"],
+            "{name}"
+        );
+        // No BOS is added: the ids are the fixture's, token for token.
+        assert_eq!(v["ids"], case["ids"], "{name}");
+        assert_eq!(v["top_ids"], case["top_ids"], "{name}");
+        for (got, want) in v["top_logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(case["top_logits"].as_array().unwrap())
+        {
+            let (g, w) = (got.as_f64().unwrap(), want.as_f64().unwrap());
+            assert!((g - w).abs() <= 1e-2, "{name}: logit {g} vs HF {w}");
+        }
+        assert_eq!(v["greedy_ids"], case["greedy_ids"], "{name}");
+        assert_eq!(v["greedy_text"], case["greedy_text"], "{name}");
+    }
+    // The contract's bad inputs: a missing prompt file, an empty prompt, a --greedy over the cap.
+    let out = posenc(&[
+        "model",
+        "logits",
+        "--prompt-file",
+        "/nonexistent/p.txt",
+        "--json",
+    ]);
+    assert_usage_error(&out, "/nonexistent/p.txt");
+    let empty = dir.join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let out = posenc(&["model", "logits", "--prompt-file", empty.to_str().unwrap()]);
+    assert_usage_error(&out, "empty");
+    let out = posenc(&[
+        "model",
+        "logits",
+        "--prompt-file",
+        dir.join("capital.txt").to_str().unwrap(),
+        "--greedy",
+        "100000",
+    ]);
+    assert_usage_error(&out, "--greedy");
+    let out = posenc(&[
+        "model",
+        "logits",
+        "--prompt-file",
+        empty.to_str().unwrap(),
+        "--top-k",
+        "x",
+    ]);
+    assert_usage_error(&out, "--top-k");
+}
+
+#[test]
+fn fetch_does_nothing_when_the_model_is_present() {
+    // scripts/test.sh fetched it; a second fetch only verifies the checksum.
+    let out = posenc(&["model", "fetch", "--json"]);
+    let v = json(&out);
+    assert_eq!(v["downloaded"], false, "{v}");
+    assert_eq!(
+        v["sha256"],
+        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    );
+    assert!(std::path::Path::new(v["path"].as_str().unwrap()).is_file());
+    let out = posenc(&["model", "fetch"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("already present and valid"));
+}
+
+/// Runs `posenc ARGS` with stdout and stderr on a pseudo-terminal (util-linux `script`), so that
+/// indicatif draws as it would for a user; `None` when `script` is not installed.
+fn posenc_on_a_terminal(args: &[&str]) -> Option<(Option<i32>, String)> {
+    let command = std::iter::once(env!("CARGO_BIN_EXE_posenc"))
+        .chain(args.iter().copied())
+        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = Command::new("script")
+        .args(["-qefc", &command, "/dev/null"])
+        .env("TERM", "xterm")
+        .output()
+        .ok()?;
+    Some((
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    ))
+}
+
+#[test]
+fn progress_bar_on_a_terminal_and_none_with_json() {
+    let dir = temp_dir("progress");
+    let base = [
+        "model",
+        "passkey",
+        "--lengths",
+        "128,256",
+        "--depths",
+        "0,1",
+        "--trials",
+        "1",
+        "--out",
+        dir.to_str().unwrap(),
+    ];
+    let Some((code, shown)) = posenc_on_a_terminal(&base) else {
+        eprintln!("skipped: util-linux `script` is not installed");
+        return;
+    };
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(
+        shown.contains("passkey ["),
+        "no progress bar on a terminal: {shown:?}"
+    );
+    let mut quiet: Vec<&str> = base.to_vec();
+    quiet.push("--json");
+    let (code, shown) = posenc_on_a_terminal(&quiet).unwrap();
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(
+        !shown.contains("passkey ["),
+        "a progress bar with --json: {shown:?}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(shown.trim()).expect("only JSON on the terminal");
+    assert_eq!(v["lengths"], serde_json::json!([128, 256]));
+}
