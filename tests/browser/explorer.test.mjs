@@ -259,15 +259,51 @@ try {
     await shot("longctx-inspect", "#longctx");
   });
 
-  await check("real model: draws result tables that exist, explains how to produce missing ones", async () => {
+  await check("real model: passkey heatmaps, perplexity chart, linked attention maps, try/predict text per chart", async () => {
     await page.locator("#model").scrollIntoViewIfNeeded();
-    await page.waitForFunction(() => /attention-stats/.test(document.querySelector("#model [data-role=body]").textContent), null, { timeout: 10000 });
+    await page.waitForFunction(() => document.querySelectorAll("#model [data-result=attention-stats] canvas").length >= 5, null, { timeout: 15000 });
     const text = await page.textContent("#model [data-role=body]");
-    assert(/posenc model attention-stats/.test(text), `no how-to for attention-stats: ${text.slice(0, 300)}`);
+    assert(/posenc model attention-stats/.test(text), `no way to produce attention-stats named: ${text.slice(0, 300)}`);
+    // Passkey: the results dir's file (synthetic, from browser-test.sh) wins over the committed one.
     if (process.env.POSENC_EXPECT_PASSKEY) {
-      await waitCanvas("#model canvas", 3);
-      assert(/accuracy: 4 × 5 \(colour: 0 … 1; rows: lengths; columns: depths\)/.test(text), `passkey table caption missing: ${text.slice(0, 300)}`);
+      const pk = await page.textContent("#model [data-result=passkey]");
+      assert(/4 lengths × 5 depths/.test(pk) && /From .*passkey\.json/.test(pk), `passkey from the results dir not shown: ${pk.slice(0, 300)}`);
     }
+    await waitCanvas("#model [data-result=passkey] canvas", 3);
+    // Committed results stand in for the files the results dir lacks.
+    for (const name of ["passkey-yarn", "perplexity", "attention-stats"]) {
+      const t = await page.textContent(`#model [data-result=${name}] .source`);
+      assert(/committed in the repository/.test(t) && t.includes(`results/${name}.json`), `${name} not from the committed results: ${t}`);
+    }
+    await waitCanvas("#model [data-result=passkey-yarn] canvas", 3);
+    // Perplexity: one line per scaling on each chart; a click reads every scaling at one length.
+    const scalings = (await page.evaluate(() => fetch("/api/results/perplexity").then(r => r.json()))).scalings.length;
+    const nLines = await page.$$eval("#model [data-result=perplexity] svg.plot", s => s.map(x => x.querySelectorAll("path").length));
+    assert(scalings >= 2 && nLines.length === 2 && nLines.every(n => n === scalings), `perplexity lines: ${nLines} for ${scalings} scalings`);
+    const ppl = page.locator("#model [data-result=perplexity] svg.plot").first();
+    await ppl.scrollIntoViewIfNeeded();
+    const box = await ppl.boundingBox();
+    await ppl.click({ position: { x: box.width - 20, y: box.height / 2 } });
+    const readout = await page.textContent("#model [data-result=perplexity] .readout");
+    assert(/^L = \d+: /.test(readout), `perplexity readout after a click: ${readout}`);
+    // Attention stats: picking a cell on one map highlights it on the others and lists its numbers.
+    for (let i = 1; i <= 5; i++) await waitCanvas(`#model [data-result=attention-stats] figure:nth-of-type(${i}) canvas`, 4);
+    const other = "#model [data-result=attention-stats] figure[data-stat=mean_distance] canvas";
+    const before = await canvasHash(other);
+    const ent = page.locator("#model [data-result=attention-stats] figure[data-stat=entropy] canvas");
+    await ent.scrollIntoViewIfNeeded();
+    const eb = await ent.boundingBox();
+    await ent.click({ position: { x: eb.width * 0.99, y: eb.height * 0.99 } });
+    await page.waitForFunction(() => /layer \d+, head \d+: entropy/.test(document.querySelector("#model [data-result=attention-stats] .readout").textContent), null, { timeout: 5000 });
+    const sel = await page.textContent("#model [data-result=attention-stats] .readout");
+    assert(/^layer 29, head 8: entropy/.test(sel), `selection readout: ${sel}`);
+    assert(await canvasHash(other) !== before, "the mean-distance map did not highlight the picked head");
+    // Every chart of the panel tells the learner what to try and what to predict.
+    const figs = await page.$$eval("#model .result figure", fs => fs.map(f => {
+      const t = (f.querySelector(".try-predict") || f.closest(".result").querySelector(":scope > .try-predict") || {}).textContent || "";
+      return /Try: .+ Predict first: .+/.test(t);
+    }));
+    assert(figs.length >= 10 && figs.every(Boolean), `try/predict text missing on some charts: ${figs}`);
     await shot("model", "#model");
   });
 

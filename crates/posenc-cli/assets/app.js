@@ -178,7 +178,7 @@ function tickLabel(v) {
 /**
  * Line/bar/step plot. opts: series [{x, y, colour, width, opacity, label, kind: line|step|bars|dots}],
  * xlabel, ylabel, xmin/xmax/ymin/ymax, xlog, ylog, vlines/hlines [{at, colour, label, dash}],
- * onPick(x) for clicks. Returns nothing; redraws `svg` from scratch.
+ * xticks (explicit x tick positions), onPick(x) for clicks. Returns nothing; redraws `svg` from scratch.
  */
 function plot(svg, opts) {
   svg.innerHTML = "";
@@ -199,7 +199,7 @@ function plot(svg, opts) {
   const Y = v => H - m.b - (ty(v) - ty(ymin)) / (ty(ymax) - ty(ymin)) * (H - m.t - m.b);
   const grid = el("g", { class: "grid" }, svg);
   const axis = el("g", { class: "axis" }, svg);
-  const xt = opts.xlog ? logTicks(xmin, xmax) : niceTicks(xmin, xmax, Math.max(2, Math.floor(W / 90)));
+  const xt = opts.xticks ? opts.xticks.filter(t => t >= xmin && t <= xmax) : opts.xlog ? logTicks(xmin, xmax) : niceTicks(xmin, xmax, Math.max(2, Math.floor(W / 90)));
   const yt = opts.ylog ? logTicks(ymin, ymax) : niceTicks(ymin, ymax, 4);
   for (const t of xt) { el("line", { x1: X(t), x2: X(t), y1: m.t, y2: H - m.b }, grid); el("text", { x: X(t), y: H - m.b + 13, "text-anchor": "middle" }, axis).textContent = tickLabel(t); }
   for (const t of yt) { el("line", { x1: m.l, x2: W - m.r, y1: Y(t), y2: Y(t) }, grid); el("text", { x: m.l - 4, y: Y(t) + 3.5, "text-anchor": "end" }, axis).textContent = tickLabel(t); }
@@ -825,6 +825,210 @@ function findMatrices(obj, path = "", out = []) {
   return out;
 }
 
+/** Sibling `className` paragraph with "Try: ... Predict: ..." text for one chart. */
+function tryPredict(parent, tryText, predictText) {
+  const p = document.createElement("p"); p.className = "try-predict";
+  const b1 = document.createElement("b"); b1.textContent = "Try: ";
+  const b2 = document.createElement("b"); b2.textContent = " Predict first: ";
+  p.append(b1, document.createTextNode(tryText), b2, document.createTextNode(predictText));
+  parent.appendChild(p);
+  return p;
+}
+
+/** Where a result came from, and how to make your own. */
+function resultSource(box, r) {
+  const src = document.createElement("div"); src.className = "source";
+  src.textContent = r.source === "committed"
+    ? `Measured results committed in the repository (${r.committed}; see results/README.md). Your own run: ${r.how_to_produce}`
+    : `From ${r.file}.` + (r.how_to_produce ? ` Produced by: ${r.how_to_produce}` : "");
+  box.appendChild(src);
+}
+
+/** A labelled layer × head style heatmap on a canvas; returns { redraw(selected) }. */
+function labelledHeatmap(fig, rows, opts) {
+  const c = document.createElement("canvas"); c.height = opts.height || 220; c.style.height = `${opts.height || 220}px`;
+  fig.appendChild(c);
+  const vals = rows.flat().filter(v => typeof v === "number" && Number.isFinite(v));
+  const lo = opts.lo ?? Math.min(...vals), hi = opts.hi ?? Math.max(...vals);
+  const nr = rows.length, nc = Math.max(...rows.map(r => r.length));
+  let map = null;
+  const label = (ctx, text, x, y, align) => {
+    ctx.font = "11px system-ui"; ctx.textAlign = align; ctx.lineWidth = 3; ctx.strokeStyle = "rgba(255,255,255,0.85)";
+    ctx.strokeText(text, x, y); ctx.fillStyle = "#111"; ctx.fillText(text, x, y);
+  };
+  let selected = null;
+  const redraw = (sel = selected) => {
+    selected = sel;
+    map = heatmap(c, nr, nc, (r, k) => { const v = rows[r][k]; return typeof v === "number" && Number.isFinite(v) ? viridis((v - lo) / Math.max(1e-12, hi - lo)) : NO_VALUE; }, (ctx, g) => {
+      if (opts.rowLabels && g.sy >= 11) opts.rowLabels.forEach((t, r) => label(ctx, String(t), 3, g.y(r) + 4, "left"));
+      if (opts.colLabels) {
+        ctx.font = "11px system-ui";
+        const widest = Math.max(...opts.colLabels.map(t => ctx.measureText(String(t)).width));
+        if (widest + 4 <= g.sx) opts.colLabels.forEach((t, k) => label(ctx, String(t), g.x(k), 11, "center"));
+      }
+      if (opts.annotate !== undefined && g.sx >= 34 && g.sy >= 14) {
+        for (let r = 0; r < nr; r++) for (let k = 0; k < rows[r].length; k++) {
+          const v = rows[r][k]; if (typeof v === "number") label(ctx, v.toFixed(opts.annotate), g.x(k), g.y(r) + 4, "center");
+        }
+      }
+      if (opts.boundaryRow !== undefined && opts.boundaryRow > 0 && opts.boundaryRow < nr) hline(ctx, opts.boundaryRow * g.sy, g.w, "#d6336c", [5, 3]);
+      if (selected) {
+        ctx.save(); ctx.strokeStyle = "#d6336c"; ctx.lineWidth = 2.5;
+        if (selected.row !== undefined && selected.col !== undefined) ctx.strokeRect(selected.col * g.sx + 1, selected.row * g.sy + 1, g.sx - 2, g.sy - 2);
+        else if (selected.row !== undefined) ctx.strokeRect(1, selected.row * g.sy + 1, g.w - 2, g.sy - 2);
+        ctx.restore();
+      }
+    });
+  };
+  redraw(); onResize(() => redraw());
+  if (opts.onPick) pickable(c, () => map, opts.onPick, opts.describe);
+  return { canvas: c, redraw, lo, hi };
+}
+
+function renderPasskey(box, data) {
+  const grid = document.createElement("div"); grid.className = "figures"; box.appendChild(grid);
+  const f = document.createElement("figure"); grid.appendChild(f);
+  const cap = document.createElement("figcaption");
+  cap.textContent = `passkey accuracy, ${data.lengths.length} lengths × ${data.depths.length} depths; RoPE scaling: ${data.scaling}; ${data.trials} trial${data.trials === 1 ? "" : "s"} per cell; rows: context length (tokens), columns: needle depth (0 = start, 1 = end); dashed line: training context ${data.context_length}`;
+  f.appendChild(cap);
+  const cellAt = (r, k) => (data.cells || []).find(c => c.length === data.lengths[r] && c.depth === data.depths[k]);
+  const readout = document.createElement("div"); readout.className = "readout";
+  const boundary = data.lengths.findIndex(l => l > data.context_length);
+  const hm = labelledHeatmap(f, data.accuracy, {
+    lo: 0, hi: 1, annotate: 2, height: Math.min(320, 40 + 34 * data.lengths.length),
+    rowLabels: data.lengths, colLabels: data.depths.map(d => `d=${d}`), boundaryRow: boundary < 0 ? undefined : boundary,
+    describe: ({ row, col }) => `length ${data.lengths[row]}, depth ${data.depths[col]}: accuracy ${fmt(data.accuracy[row][col])}`,
+    onPick: ({ row, col }) => {
+      hm.redraw({ row, col });
+      const cell = cellAt(row, col);
+      readout.textContent = `length ${data.lengths[row]}, depth ${data.depths[col]}: accuracy ${fmt(data.accuracy[row][col])}` +
+        (cell ? " — " + cell.trials.map(t => `key ${t.passkey} → ${t.answer ?? "no number"} (${t.prompt_tokens} tokens, generated ${JSON.stringify(t.generated)})`).join("; ") : "");
+    },
+  });
+  f.appendChild(readout);
+  readout.textContent = "Click a cell to see the passkeys, the model's answers and the prompt sizes.";
+  const past = data.lengths.some(l => l > data.context_length);
+  tryPredict(f, "click cells down one column (same needle depth, longer context) and read the model's actual answers." +
+      (past ? " Compare the rows below the dashed line (past the training context) with the unscaled file." : " Then open the YaRN file and compare its rows past 8192."),
+    past ? "with YaRN ×4 stretching the slow RoPE pairs, does retrieval past 8192 tokens survive, and at which depth does it fail first?"
+         : "inside the 8192-token training context, is the needle found at every depth, or does the middle (depth 0.5) fail first as contexts grow?");
+}
+
+const SCALING_COLOURS = ["#111827", "#1c5fb8", "#d97706", "#059669", "#d6336c", "#7c3aed", "#0891b2", "#65a30d"];
+
+function renderPerplexity(box, data) {
+  const grid = document.createElement("div"); grid.className = "figures"; box.appendChild(grid);
+  const readout = document.createElement("div"); readout.className = "readout";
+  let picked = null;
+  const charts = [];
+  const draw = () => charts.forEach(({ svg, table }) => plot(svg, {
+    series: data.scalings.map((name, i) => ({ x: data.lengths, y: table[i], colour: SCALING_COLOURS[i % SCALING_COLOURS.length], label: name, width: 2 })),
+    xlog: true, ylog: true, xticks: data.lengths, xlabel: "context length (tokens)", ylabel: "perplexity",
+    vlines: [{ at: data.context_length, label: `training ${data.context_length}`, dash: "5 3" }].concat(picked === null ? [] : [{ at: picked, colour: "#555", label: String(picked) }]),
+    onPick: x => pick(x),
+  }));
+  const pick = x => {
+    let best = 0;
+    data.lengths.forEach((l, i) => { if (Math.abs(Math.log(l) - Math.log(x)) < Math.abs(Math.log(data.lengths[best]) - Math.log(x))) best = i; });
+    picked = data.lengths[best];
+    readout.textContent = `L = ${picked}: ` + data.scalings.map((s, i) => `${s} ${fmt(data.ppl[i][best])} (tail ${fmt(data.tail_ppl[i][best])})`).join(" · ");
+    draw();
+  };
+  for (const [title, table] of [["whole window: every prediction with up to L tokens of context", data.ppl], [`last ${data.tail} predictions of each window (≈ L tokens of context)`, data.tail_ppl]]) {
+    const f = document.createElement("figure"); grid.appendChild(f);
+    const cap = document.createElement("figcaption"); cap.textContent = `perplexity vs context length, ${title}`; f.appendChild(cap);
+    const svg = document.createElementNS(SVGNS, "svg"); svg.setAttribute("height", "240"); svg.classList.add("plot"); f.appendChild(svg);
+    charts.push({ svg, table });
+  }
+  box.appendChild(readout);
+  readout.textContent = `Text: ${data.source}, ${data.text_tokens} tokens, ${data.window_starts.length} window(s). Click a chart to read every scaling at one length.`;
+  draw(); onResize(draw);
+  tryPredict(box, "click the charts at 16K and compare the scalings; then at 1K, where no scaling is needed.",
+    "past the 8192-token training context, which curve shoots up (the unscaled one, whose slow pairs reach angles never seen in training), and what does linear interpolation cost at short contexts, where it squeezes every position?");
+}
+
+function renderAttentionStats(box, data) {
+  const grid = document.createElement("div"); grid.className = "figures quad"; box.appendChild(grid);
+  const readout = document.createElement("div"); readout.className = "readout";
+  const maps = [
+    ["entropy", `entropy (nats; uniform ${fmt(data.uniform_entropy)})`, data.entropy, 1],
+    ["mean_distance", `mean attended distance (tokens; uniform ${fmt(data.uniform_mean_distance)})`, data.mean_distance, 0],
+    ["first_token_weight", "weight on the first token (attention sink)", data.first_token_weight, 2],
+    ["mean_distance_after_first", "mean distance over the keys after the first (tokens)", data.mean_distance_after_first, 0],
+  ];
+  const views = [];
+  let distView = null;
+  const detailSvg = document.createElementNS(SVGNS, "svg"); detailSvg.setAttribute("height", "170"); detailSvg.classList.add("plot");
+  let sel = null;
+  const select = cell => {
+    sel = cell;
+    views.forEach(v => v.redraw(cell));
+    if (distView) distView.redraw({ row: cell.row });
+    const { row: l, col: h } = cell;
+    readout.textContent = `layer ${data.layers[l]}, head ${data.heads[h]}: entropy ${fmt(data.entropy[l][h])} nats, mean distance ${fmt(data.mean_distance[l][h])}, ` +
+      `first-token weight ${fmt(data.first_token_weight[l][h])}, distance after the first ${fmt(data.mean_distance_after_first[l][h])}`;
+    const d = (data.heads_detail || []).find(x => x.layer === data.layers[l] && x.head === data.heads[h]);
+    if (d) plot(detailSvg, { series: [{ x: d.distance_mass.map((_, i) => i), y: d.distance_mass, kind: "bars", label: `layer ${d.layer} head ${d.head}` }], xlabel: `distance bin (0: same token, 1, 2-3, …, ${data.distance_bins[d.distance_mass.length - 1]})`, ylabel: "weight", ymin: 0 });
+  };
+  for (const [key, title, rows, digits] of maps) {
+    const f = document.createElement("figure"); grid.appendChild(f);
+    f.dataset.stat = key;
+    const cap = document.createElement("figcaption"); cap.textContent = `${title}; rows: layer 0 (top) … ${data.layers.length - 1}, columns: head 0 … ${data.heads.length - 1}`; f.appendChild(cap);
+    views.push(labelledHeatmap(f, rows, { annotate: digits, height: 372, rowLabels: data.layers, colLabels: data.heads,
+      describe: ({ row, col }) => `layer ${data.layers[row]} head ${data.heads[col]}: ${fmt(rows[row][col])}`, onPick: select }));
+  }
+  const explain = {
+    entropy: ["click a low-entropy cell, then find the same head on the other three maps.", "are heads with low entropy the ones that put most weight on the first token, or ones that look at the previous token (distance 1)?"],
+    mean_distance: ["compare early layers (top) with late layers; hover for exact values.", "with RoPE's decay, should the mean attended distance be far below the uniform value, or near it?"],
+    first_token_weight: ["find the layers where most heads are bright.", "do the first two layers already dump weight on token 0, or does the sink appear only in deeper layers?"],
+    mean_distance_after_first: ["click a head whose first-token weight is high and read its distance here.", "once the sink is removed, do those heads look locally (a few tokens back) or far?"],
+  };
+  grid.querySelectorAll("figure").forEach(f => tryPredict(f, ...explain[f.dataset.stat]));
+  const f2 = document.createElement("figure"); grid.appendChild(f2);
+  const cap2 = document.createElement("figcaption"); cap2.textContent = `attention weight by distance (mean over the heads of each layer); columns: ${data.distance_bins.join(", ")} tokens`; f2.appendChild(cap2);
+  distView = labelledHeatmap(f2, data.distance_mass_by_layer, { lo: 0, height: 372, rowLabels: data.layers, colLabels: data.distance_bins,
+    describe: ({ row, col }) => `layer ${data.layers[row]}, distance ${data.distance_bins[col]}: weight ${fmt(data.distance_mass_by_layer[row][col])}`,
+    onPick: ({ row }) => select({ row, col: sel ? sel.col : 0 }) });
+  tryPredict(f2, "click a layer row; the selected head's own histogram is drawn below.", "is most weight at distance 0–1 (local) and at the far end (the first token), with little in between?");
+  const f3 = document.createElement("figure"); grid.appendChild(f3);
+  const cap3 = document.createElement("figcaption"); cap3.textContent = "the selected head's attention weight by distance bin"; f3.append(cap3, detailSvg);
+  tryPredict(f3, "pick a head in layer 0, then one in the last layer.", "which of the two spreads its weight over more distance bins?");
+  box.appendChild(readout);
+  const src = document.createElement("div"); src.className = "source"; src.textContent = `${data.tokens} tokens of ${data.source}; queries from ${data.query_from}; RoPE scaling ${data.scaling}.`; box.appendChild(src);
+  select({ row: 0, col: 0 });
+  onResize(() => { if (sel) select(sel); });
+}
+
+function renderGeneric(box, data) {
+  const mats = findMatrices(data);
+  if (!mats.length) { box.appendChild(document.createTextNode("(no 2-D tables of numbers found in this file)")); return; }
+  const grid = document.createElement("div"); grid.className = "figures"; box.appendChild(grid);
+  for (const m of mats) {
+    const f = document.createElement("figure");
+    const cap = document.createElement("figcaption"); cap.textContent = `${m.path}: ${m.rows.length} × ${m.rows[0].length}`;
+    f.appendChild(cap); grid.appendChild(f);
+    const hm = labelledHeatmap(f, m.rows, { height: 200, rowLabels: m.rowLabels && m.rowLabels[1], colLabels: m.colLabels && m.colLabels[1] });
+    cap.textContent += ` (colour: ${fmt(hm.lo)} … ${fmt(hm.hi)}` +
+      (m.rowLabels ? `; rows: ${m.rowLabels[0]}` : "") + (m.colLabels ? `; columns: ${m.colLabels[0]}` : "") + ")";
+  }
+  tryPredict(box, "hover the cells and compare rows.", "which rows or columns stand out, and why?");
+}
+
+/** The renderer for a result, by its shape (a known `posenc model` report) or generic heatmaps. */
+function resultRenderer(data) {
+  if (Array.isArray(data.accuracy) && Array.isArray(data.lengths) && Array.isArray(data.depths) && isMatrix(data.accuracy)) return renderPasskey;
+  if (Array.isArray(data.scalings) && Array.isArray(data.lengths) && isMatrix(data.ppl) && isMatrix(data.tail_ppl)) return renderPerplexity;
+  if (isMatrix(data.entropy) && isMatrix(data.mean_distance) && isMatrix(data.first_token_weight) && isMatrix(data.mean_distance_after_first) && isMatrix(data.distance_mass_by_layer)) return renderAttentionStats;
+  return renderGeneric;
+}
+
+const RESULT_TITLES = {
+  "passkey": "Passkey retrieval (model's own RoPE)",
+  "passkey-yarn": "Passkey retrieval with YaRN ×4 (past the training context)",
+  "perplexity": "Perplexity against context length, five RoPE scalings",
+  "attention-stats": "Where each head looks: entropy and attended distance, layer × head",
+};
+
 function modelPanel(panel) {
   const body = role(panel, "body");
   const run = runner(panel);
@@ -832,40 +1036,18 @@ function modelPanel(panel) {
     const idx = await api("results");
     body.innerHTML = "";
     for (const r of idx.results) {
-      const box = document.createElement("div");
-      const h = document.createElement("h3"); h.textContent = r.name; box.appendChild(h);
+      const box = document.createElement("div"); box.className = "result"; box.dataset.result = r.name;
+      const h = document.createElement("h3"); h.textContent = RESULT_TITLES[r.name] || r.name; box.appendChild(h);
       body.appendChild(box);
-      if (!r.present) {
+      if (!r.source) {
         const hint = document.createElement("div"); hint.className = "hint";
         hint.textContent = `No ${r.file} yet. Produce it with:\n  ${r.how_to_produce}\nthen reload this page.`;
         box.appendChild(hint); continue;
       }
+      resultSource(box, r);
       try {
         const data = await api(`results/${encodeURIComponent(r.name)}`);
-        const mats = findMatrices(data);
-        if (!mats.length) { box.appendChild(document.createTextNode("(no 2-D tables of numbers found in this file)")); continue; }
-        const grid = document.createElement("div"); grid.className = "figures"; box.appendChild(grid);
-        for (const m of mats) {
-          const f = document.createElement("figure");
-          const cap = document.createElement("figcaption"); cap.textContent = `${m.path}: ${m.rows.length} × ${m.rows[0].length}`;
-          const c = document.createElement("canvas"); c.height = 200; c.style.height = "200px";
-          f.append(cap, c); grid.appendChild(f);
-          const vals = m.rows.flat().filter(v => typeof v === "number");
-          const lo = Math.min(...vals), hi = Math.max(...vals);
-          const nr = m.rows.length, nc = Math.max(...m.rows.map(r => r.length));
-          const label = (ctx, text, x, y, align) => {
-            ctx.font = "11px system-ui"; ctx.textAlign = align; ctx.lineWidth = 3; ctx.strokeStyle = "rgba(255,255,255,0.85)";
-            ctx.strokeText(text, x, y); ctx.fillStyle = "#111"; ctx.fillText(text, x, y);
-          };
-          const draw = () => heatmap(c, nr, nc, (r, k) => { const v = m.rows[r][k]; return typeof v === "number" ? viridis((v - lo) / Math.max(1e-12, hi - lo)) : NO_VALUE; }, (ctx, g) => {
-            // Row and column labels from sibling lists, when there is room for them.
-            if (m.rowLabels && g.sy >= 12) m.rowLabels[1].forEach((t, r) => label(ctx, String(t), 4, g.y(r) + 4, "left"));
-            if (m.colLabels && g.sx >= 28) m.colLabels[1].forEach((t, k) => label(ctx, String(t), g.x(k), 12, "center"));
-          });
-          draw(); onResize(draw);
-          cap.textContent += ` (colour: ${fmt(lo)} … ${fmt(hi)}` +
-            (m.rowLabels ? `; rows: ${m.rowLabels[0]}` : "") + (m.colLabels ? `; columns: ${m.colLabels[0]}` : "") + ")";
-        }
+        resultRenderer(data)(box, data);
       } catch (e) {
         box.appendChild(document.createTextNode(`cannot load: ${e.message}`));
       }

@@ -42,6 +42,10 @@ pub struct ServeArgs {
     /// Directory holding `posenc model` JSON results (passkey.json, attention-stats.json).
     #[arg(long, default_value = "posenc-results")]
     pub results: PathBuf,
+    /// Do not fall back to the measured results committed in the repository's `results/`
+    /// folder (compiled in) for known results missing from `--results`.
+    #[arg(long)]
+    pub no_committed_results: bool,
 }
 
 const INDEX_HTML: &str = include_str!("../assets/index.html");
@@ -129,6 +133,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     }
     let app = app(api::AppState {
         results_dir: args.results,
+        bundled: !args.no_committed_results,
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(

@@ -56,6 +56,9 @@ pub const MAX_CONFIG_BYTES: usize = 256 * 1024;
 pub struct AppState {
     /// Directory with `posenc model` JSON results.
     pub results_dir: PathBuf,
+    /// Whether the results committed in the repository's `results/` folder (compiled into the
+    /// binary) stand in for known results that the results directory lacks.
+    pub bundled: bool,
 }
 
 /// The API router (`/api/...`) with JSON 404 / 405 fallbacks.
@@ -841,10 +844,20 @@ async fn config_inspect(body: Result<Bytes, BytesRejection>) -> Response {
 
 // ---------------------------------------------------------------- model results
 
-/// Result files the explorer knows, by API name.
-/// (`posenc model passkey|perplexity|attention-stats --out DIR` writes NAME.json, NAME.svg, NAME.png.)
+/// Result files the explorer knows, by API name: (name, file, how to produce it).
+/// (`posenc model passkey|perplexity|attention-stats --out DIR [--name NAME]` writes NAME.json,
+/// NAME.svg, NAME.png.)
 const RESULT_FILES: &[(&str, &str, &str)] = &[
-    ("passkey", "passkey.json", "posenc model passkey --out DIR"),
+    (
+        "passkey",
+        "passkey.json",
+        "posenc model passkey --depths 0,0.5,1 --out DIR",
+    ),
+    (
+        "passkey-yarn",
+        "passkey-yarn.json",
+        "posenc model passkey --rope-scaling yarn:factor=4,original_max_position_embeddings=8192 --lengths 4096,8192,16384 --depths 0,0.5,1 --trials 1 --name passkey-yarn --out DIR",
+    ),
     (
         "attention-stats",
         "attention-stats.json",
@@ -856,6 +869,42 @@ const RESULT_FILES: &[(&str, &str, &str)] = &[
         "posenc model perplexity --out DIR",
     ),
 ];
+
+/// The measured results committed in the repository's `results/` folder (see
+/// `results/README.md`), compiled in: (name, repository path, JSON text).
+const BUNDLED_RESULTS: &[(&str, &str, &str)] = &[
+    (
+        "passkey",
+        "results/passkey.json",
+        include_str!("../../../../results/passkey.json"),
+    ),
+    (
+        "passkey-yarn",
+        "results/passkey-yarn.json",
+        include_str!("../../../../results/passkey-yarn.json"),
+    ),
+    (
+        "attention-stats",
+        "results/attention-stats.json",
+        include_str!("../../../../results/attention-stats.json"),
+    ),
+    (
+        "perplexity",
+        "results/perplexity.json",
+        include_str!("../../../../results/perplexity.json"),
+    ),
+];
+
+/// The committed copy of a known result, when it is shown.
+fn bundled(state: &AppState, name: &str) -> Option<(&'static str, &'static str)> {
+    if !state.bundled {
+        return None;
+    }
+    BUNDLED_RESULTS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, path, text)| (*path, *text))
+}
 
 /// Largest result file served, in bytes.
 const MAX_RESULT_BYTES: u64 = 64 * 1024 * 1024;
@@ -880,7 +929,15 @@ async fn results_index(State(state): State<Arc<AppState>>) -> Response {
             .iter()
             .map(|(name, file, how)| {
                 let path = dir.join(file);
-                json!({ "name": name, "file": path.display().to_string(), "present": path.is_file(),
+                let present = path.is_file();
+                let committed = bundled(&state, name).map(|(p, _)| p);
+                let source = if present {
+                    Some("results_dir")
+                } else {
+                    committed.map(|_| "committed")
+                };
+                json!({ "name": name, "file": path.display().to_string(), "present": present,
+                        "committed": committed, "source": source,
                         "how_to_produce": how.replace("DIR", &shown) })
             })
             .collect();
@@ -899,7 +956,8 @@ async fn results_index(State(state): State<Arc<AppState>>) -> Response {
         extra.truncate(MAX_EXTRA_RESULTS);
         for name in extra {
             let path = dir.join(&name);
-            items.push(json!({ "name": name, "file": path.display().to_string(), "present": true, "how_to_produce": null }));
+            items.push(json!({ "name": name, "file": path.display().to_string(), "present": true,
+                               "committed": null, "source": "results_dir", "how_to_produce": null }));
         }
         Ok(json!({ "results_dir": shown, "results": items }))
     })
@@ -926,11 +984,23 @@ async fn results_file(
         ),
         None => return not_found().await.into_response(),
     };
+    let committed = bundled(&state, &name);
     blocking(move || {
-        let meta = std::fs::metadata(&path).map_err(|_| ApiError {
-            status: StatusCode::NOT_FOUND,
-            message: format!("{} not found; produce it with: {how}", path.display()),
-        })?;
+        let meta = match (std::fs::metadata(&path), committed) {
+            (Ok(meta), _) => meta,
+            (Err(_), Some((repo_path, text))) => {
+                return serde_json::from_str::<Value>(text).map_err(|e| ApiError {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    message: format!("committed {repo_path} is not JSON: {e}"),
+                });
+            }
+            (Err(_), None) => {
+                return Err(ApiError {
+                    status: StatusCode::NOT_FOUND,
+                    message: format!("{} not found; produce it with: {how}", path.display()),
+                })
+            }
+        };
         if !meta.is_file() || meta.len() > MAX_RESULT_BYTES {
             return Err(ApiError::bad(format!(
                 "{} is not a file of at most 64 MiB",

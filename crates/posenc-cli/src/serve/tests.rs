@@ -15,6 +15,7 @@ fn results_dir() -> std::path::PathBuf {
 async fn send(req: Request<Body>) -> (StatusCode, Value, String) {
     let app = super::app(AppState {
         results_dir: results_dir(),
+        bundled: false,
     });
     let resp = app.oneshot(req).await.expect("router is infallible");
     let status = resp.status();
@@ -533,9 +534,11 @@ async fn results_are_served_from_the_results_dir() {
     .unwrap();
     std::fs::write(dir.join("extra-run.json"), r#"{"x": [[1]]}"#).unwrap();
     std::fs::write(dir.join("broken.json"), "{nope").unwrap();
+    let bundled = false;
     let call = |uri: &str| {
         let app = super::app(AppState {
             results_dir: dir.clone(),
+            bundled,
         });
         let req = Request::get(uri).body(Body::empty()).unwrap();
         async move {
@@ -557,6 +560,7 @@ async fn results_are_served_from_the_results_dir() {
         names,
         [
             "passkey",
+            "passkey-yarn",
             "attention-stats",
             "perplexity",
             "broken.json",
@@ -573,6 +577,100 @@ async fn results_are_served_from_the_results_dir() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(v["error"].as_str().unwrap().contains("not JSON"));
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The results committed in the repository's `results/` folder, read from disk here (the server
+/// compiles them in).
+fn committed(name: &str) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../results")
+        .join(format!("{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("committed result"))
+        .expect("committed result is JSON")
+}
+
+#[tokio::test]
+async fn committed_results_stand_in_for_missing_ones() {
+    let dir = std::env::temp_dir().join(format!("posenc-serve-committed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A result in the results dir wins over the committed one.
+    std::fs::write(dir.join("perplexity.json"), r#"{"ppl": [[7]]}"#).unwrap();
+    let call = |uri: &str| {
+        let app = super::app(AppState {
+            results_dir: dir.clone(),
+            bundled: true,
+        });
+        let req = Request::get(uri).body(Body::empty()).unwrap();
+        async move {
+            let resp = app.oneshot(req).await.unwrap();
+            let status = resp.status();
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+        }
+    };
+    let (s, v) = call("/api/results").await;
+    assert_eq!(s, StatusCode::OK);
+    for r in v["results"].as_array().unwrap() {
+        let name = r["name"].as_str().unwrap();
+        if name == "perplexity" {
+            assert_eq!(
+                (&r["present"], &r["source"]),
+                (&Value::Bool(true), &serde_json::json!("results_dir"))
+            );
+        } else {
+            assert_eq!(r["present"], false, "{name}");
+            assert_eq!(r["source"], "committed", "{name}");
+            assert_eq!(r["committed"], format!("results/{name}.json"));
+            assert!(r["how_to_produce"]
+                .as_str()
+                .unwrap()
+                .contains("posenc model"));
+        }
+    }
+    for name in ["passkey", "passkey-yarn", "attention-stats"] {
+        let (s, v) = call(&format!("/api/results/{name}")).await;
+        assert_eq!(s, StatusCode::OK, "{name}");
+        assert_eq!(v, committed(name), "{name}");
+    }
+    let (s, v) = call("/api/results/perplexity").await;
+    assert_eq!(
+        (s, &v["ppl"][0][0]),
+        (StatusCode::OK, &serde_json::json!(7))
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn committed_results_have_the_shapes_the_page_draws() {
+    for name in ["passkey", "passkey-yarn"] {
+        let v = committed(name);
+        let (lengths, depths) = (
+            v["lengths"].as_array().unwrap(),
+            v["depths"].as_array().unwrap(),
+        );
+        let acc = v["accuracy"].as_array().unwrap();
+        assert_eq!(acc.len(), lengths.len(), "{name}");
+        assert!(
+            acc.iter()
+                .all(|r| r.as_array().unwrap().len() == depths.len()),
+            "{name}"
+        );
+    }
+    let v = committed("perplexity");
+    let n = v["scalings"].as_array().unwrap().len();
+    assert_eq!(v["ppl"].as_array().unwrap().len(), n);
+    assert_eq!(v["tail_ppl"].as_array().unwrap().len(), n);
+    let v = committed("attention-stats");
+    let layers = v["layers"].as_array().unwrap().len();
+    for key in [
+        "entropy",
+        "mean_distance",
+        "first_token_weight",
+        "mean_distance_after_first",
+        "distance_mass_by_layer",
+    ] {
+        assert_eq!(v[key].as_array().unwrap().len(), layers, "{key}");
+    }
 }
 
 // ---------------------------------------------------------------- learning path
