@@ -33,6 +33,7 @@ pub mod config;
 pub mod diagnostics;
 mod error;
 pub mod fused_attention;
+pub mod kernels;
 pub mod kv_cache;
 pub mod learned;
 pub mod nope;
