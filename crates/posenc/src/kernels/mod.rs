@@ -24,6 +24,7 @@
 //! precision with the reference's float32 arithmetic.
 
 mod element;
+pub mod hf_eager;
 mod rotate;
 mod stream;
 mod trig;
@@ -239,7 +240,7 @@ pub fn kshift_inplace<T: Element>(
     }
     let cells_per_task = (TASK_ELEMENTS / width).max(1);
     let work = |(ds, cells): (&[i64], &mut [T])| {
-        let mut scratch = Scratch::new(2 * pairs);
+        let mut scratch = Scratch::new();
         let mut last: Option<(i64, usize)> = None;
         for (&d, cell) in ds.iter().zip(cells.chunks_exact_mut(width)) {
             if d == 0 {
@@ -312,12 +313,28 @@ fn check_buffer(what: &str, len: usize, heads: usize, shape: &QkShape) -> Result
     Ok(())
 }
 
-/// f32 scratch for widening f16/bf16 head vectors (unused for f32).
-struct Scratch(Vec<f32>);
+/// f32 scratch for widening f16/bf16 head vectors. It lives in a thread-local buffer that grows
+/// once per thread, so a decode step does not allocate (f32 never touches it).
+struct Scratch;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 impl Scratch {
-    fn new(n: usize) -> Self {
-        Scratch(vec![0.0; n])
+    fn new() -> Self {
+        Scratch
+    }
+
+    /// Runs `f` with `n` floats of this thread's scratch.
+    fn with<R>(&mut self, n: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+        SCRATCH.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            if buf.len() < n {
+                buf.resize(n, 0.0);
+            }
+            f(&mut buf[..n])
+        })
     }
 }
 
@@ -336,12 +353,25 @@ fn rotate_vectors<T: Element>(
         rotate::rotate_many(xs, head_dim, cos, sin, layout);
         return;
     }
-    let buf = &mut scratch.0[..rd];
-    for x in xs.chunks_exact_mut(head_dim) {
-        T::widen(&x[..rd], buf);
-        rotate::rotate(buf, cos, sin, layout);
-        T::narrow(buf, &mut x[..rd]);
+    if rd == head_dim {
+        // Full rotary: the vectors are contiguous, so widen, rotate and narrow them in one pass
+        // each (one conversion call per token instead of two per head).
+        scratch.with(xs.len(), |buf| {
+            T::widen(xs, buf);
+            rotate::rotate_many(buf, head_dim, cos, sin, layout);
+            T::narrow(buf, xs);
+        });
+        return;
     }
+    // Partial rotary: convert only the rotary block of each head (pass-through dims keep their
+    // bits, NaN payloads included).
+    scratch.with(rd, |buf| {
+        for x in xs.chunks_exact_mut(head_dim) {
+            T::widen(&x[..rd], buf);
+            rotate::rotate(buf, cos, sin, layout);
+            T::narrow(buf, &mut x[..rd]);
+        }
+    });
 }
 
 /// Where the rows of one call come from once positions are checked.
@@ -407,7 +437,7 @@ impl<'a> Plan<'a> {
                 }
                 Rows::Table { table, start }
             }
-            CosSin::Freqs(f) if shape.order == AxisOrder::Bhsd && pairs > 0 => {
+            CosSin::Freqs(f) if shape.order == AxisOrder::Bhsd && shape.seq > 1 && pairs > 0 => {
                 // Heads are not adjacent in this order: compute each token's row once, up front.
                 let toks = positions.len();
                 check_cap(
@@ -460,6 +490,8 @@ impl<'a> Plan<'a> {
             }
             Rows::PerToken { cos, sin } => f(&cos[i * n..(i + 1) * n], &sin[i * n..(i + 1) * n]),
             Rows::Freqs(freqs) => {
+                buf.0.resize(n, 0.0);
+                buf.1.resize(n, 0.0);
                 fill_row(freqs, p as f64, &mut buf.0, &mut buf.1);
                 f(&buf.0, &buf.1)
             }
@@ -477,7 +509,10 @@ impl<'a> Plan<'a> {
         }
         let total = x.len() + k.as_ref().map_or(0, |(k, _)| k.len());
         let parallel = total >= PARALLEL_THRESHOLD;
+        // With one token per sequence both orders are the same memory layout; the token-major
+        // path handles all heads of a token with one row look-up (the decode step).
         match self.shape.order {
+            _ if self.shape.seq == 1 => self.run_bshd(x, heads, k, parallel),
             AxisOrder::Bshd => self.run_bshd(x, heads, k, parallel),
             AxisOrder::Bhsd => {
                 self.run_bhsd(x, heads, parallel);
@@ -501,8 +536,8 @@ impl<'a> Plan<'a> {
         let (xw, (k, kw)) = (heads * d, k.map_or((None, 0), |(k, h)| (Some(k), h * d)));
         let per_task = (TASK_ELEMENTS / (xw + kw)).max(1);
         let work = |first: usize, xs: &mut [T], ks: Option<&mut [T]>| {
-            let mut buf = (vec![0.0; self.pairs], vec![0.0; self.pairs]);
-            let mut scratch = Scratch::new(2 * self.pairs);
+            let mut buf = (Vec::new(), Vec::new());
+            let mut scratch = Scratch::new();
             let mut ks = ks.map(|k| k.chunks_exact_mut(kw));
             for (j, xt) in xs.chunks_exact_mut(xw).enumerate() {
                 let tok = first + j;
@@ -536,8 +571,8 @@ impl<'a> Plan<'a> {
         let seq = self.shape.seq;
         let per_task = (TASK_ELEMENTS / d).max(1);
         let work = |first: usize, xs: &mut [T]| {
-            let mut buf = (vec![0.0; self.pairs], vec![0.0; self.pairs]);
-            let mut scratch = Scratch::new(2 * self.pairs);
+            let mut buf = (Vec::new(), Vec::new());
+            let mut scratch = Scratch::new();
             for (j, v) in xs.chunks_exact_mut(d).enumerate() {
                 let vi = first + j;
                 let (plane, t) = (vi / seq, vi % seq);

@@ -1,7 +1,7 @@
 //! Vectorizable cos/sin of `x · θ_i` with the angle formed and reduced in f64.
 //!
 //! The angle `x · θ_i` is formed in f64 and reduced to `y ∈ [-π/4, π/4]` plus a quadrant by a
-//! two-constant Cody–Waite step in f64 (exact enough for angles up to [`FAST_ANGLE_LIMIT`]); only
+//! two-constant Cody–Waite step in f64 (fused multiply-adds) (exact enough for angles up to [`FAST_ANGLE_LIMIT`]); only
 //! then is `y` rounded to f32 and fed to short minimax polynomials (Cephes' `sinf`/`cosf`). The
 //! error against the f64 reference (`(x·θ).rem_euclid(2π).sin_cos()`, rounded to f32) stays
 //! below 3e-7 at any position up to the limit, far inside `exact` mode's 1e-6; rows whose angles
@@ -33,7 +33,8 @@ pub(crate) fn cos_sin_row(
     out_sin: &mut [f32],
 ) {
     let max_angle = inv_freq.iter().fold(0.0f64, |m, &f| m.max((x * f).abs()));
-    if !(max_angle <= FAST_ANGLE_LIMIT) {
+    // NaN angles (NaN frequencies) also take the reference path.
+    if max_angle.is_nan() || max_angle > FAST_ANGLE_LIMIT {
         reference_row(inv_freq, x, scale, out_cos, out_sin);
         return;
     }
@@ -70,27 +71,30 @@ fn fast_row(inv_freq: &[f64], x: f64, scale: f32, out_cos: &mut [f32], out_sin: 
     }
 }
 
+// Cephes' coefficients as published (more digits than f32 holds; rounding them is the compiler's).
+#[allow(clippy::excessive_precision)]
 /// `(sin a, cos a)` for `|a| ≤ FAST_ANGLE_LIMIT`, branch-free (`|j| < 2^23`).
 #[inline(always)]
 fn sin_cos_reduced(a: f64) -> (f32, f32) {
     let j = (a * FRAC_2_PI).round_ties_even();
-    let y = ((a - j * PIO2_HI) - j * PIO2_LO) as f32;
-    // Quadrant j mod 4, from the exact integer j.
-    let q = (j - 4.0 * (j * 0.25).floor()) as i32;
+    let y = (-j).mul_add(PIO2_LO, (-j).mul_add(PIO2_HI, a)) as f32;
+    // Quadrant j mod 4 as an exact float in {0, 1, 2, 3}: float compares vectorize, while a
+    // saturating float-to-int cast does not.
+    let q = j - 4.0 * (j * 0.25).floor();
     let z = y * y;
-    let sin_y =
-        ((-1.951_529_589_1e-4_f32 * z + 8.332_160_873_6e-3) * z - 1.666_665_461_1e-1) * z * y + y;
-    let cos_y = ((2.443_315_711_809_948e-5_f32 * z - 1.388_731_625_493_765e-3) * z
-        + 4.166_664_568_298_827e-2)
-        * z
-        * z
-        - 0.5 * z
-        + 1.0;
+    let sin_p = (-1.951_529_589_1e-4_f32)
+        .mul_add(z, 8.332_160_873_6e-3)
+        .mul_add(z, -1.666_665_461_1e-1);
+    let sin_y = (sin_p * z).mul_add(y, y);
+    let cos_p = 2.443_315_711_809_948e-5_f32
+        .mul_add(z, -1.388_731_625_493_765e-3)
+        .mul_add(z, 4.166_664_568_298_827e-2);
+    let cos_y = (cos_p * z).mul_add(z, (-0.5f32).mul_add(z, 1.0));
     // sin(y + qπ/2) and cos(y + qπ/2).
-    let swap = q & 1 == 1;
+    let swap = q == 1.0 || q == 3.0;
     let (s, c) = if swap { (cos_y, sin_y) } else { (sin_y, cos_y) };
-    let s = if q & 2 == 2 { -s } else { s };
-    let c = if (q + 1) & 2 == 2 { -c } else { c };
+    let s = if q >= 2.0 { -s } else { s };
+    let c = if q == 1.0 || q == 2.0 { -c } else { c };
     (s, c)
 }
 
