@@ -6,7 +6,7 @@
 //!
 //! | fast | reference |
 //! |---|---|
-//! | [`rope_inplace`], [`rope_qk_inplace`] | [`rope::apply_rotary_seq`](crate::rope::apply_rotary_seq) |
+//! | [`rope_inplace`], [`rope_qk_inplace`] | [`rope::apply_rotary_seq`] |
 //! | [`rope_table`], [`fill_rope_table`] | [`RopeTable::new`] |
 //! | [`kshift_inplace`] | [`kv_cache::shift_keys_per_cell`](crate::kv_cache::shift_keys_per_cell) |
 //!
