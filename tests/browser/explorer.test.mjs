@@ -253,6 +253,14 @@ try {
     await page.waitForFunction(() => /llama3/.test(document.querySelector("#longctx [data-role=report]").textContent), null, { timeout: 10000 });
     // The same report `posenc inspect` prints: per-pair table, bands, the Men et al. bound, lint.
     await page.waitForFunction(() => /Men et al\. 2024/.test(document.querySelector("#longctx [data-role=report] pre").textContent), null, { timeout: 10000 });
+    // A sliding-window model (Mistral-7B-v0.1, window 4096): the table and the report say the window bounds the analysis.
+    let mistral;
+    try { mistral = readFileSync(join(FIXTURES, "rope/mistral-7b-v0.1.config.json"), "utf8"); }
+    catch { mistral = JSON.stringify({ model_type: "mistral", hidden_size: 4096, num_attention_heads: 32, num_key_value_heads: 8, max_position_embeddings: 32768, rope_theta: 10000, sliding_window: 4096 }); }
+    await page.fill("#longctx textarea[name=config]", mistral);
+    await page.click("#longctx [data-role=inspect]");
+    await page.waitForFunction(() => /sliding window \(effective training \/ target context\)4,096 \(4,096 \/ 4,096\)/.test(document.querySelector("#longctx [data-role=report] table").textContent), null, { timeout: 10000 });
+    await page.waitForFunction(() => /effective context is 4096/.test(document.querySelector("#longctx [data-role=report] pre").textContent), null, { timeout: 10000 });
     await page.fill("#longctx textarea[name=config]", "{broken");
     await page.click("#longctx [data-role=inspect]");
     await page.waitForFunction(() => /error/.test(document.querySelector("#longctx [data-role=report]").textContent), null, { timeout: 10000 });

@@ -782,13 +782,17 @@ function longctxPanel(panel) {
       const rows = [["model_type", d.model_type], ["rope_type", d.rope_type], ["rope_theta", d.rope_theta], ["head_dim / rotary_dim", `${d.head_dim} / ${d.rotary_dim}`],
         ["max_position_embeddings", d.max_position_embeddings], ["original_max_position_embeddings", d.original_max_position_embeddings],
         ["factor", d.factor], ["attention_factor", fmt(d.attention_factor, 5)], ["pairs with wavelength > training length", d.pairs_with_wavelength_beyond_training]];
+      // A sliding layer never sees distances of its window or more: its analysis uses min(window, context).
+      if (d.sliding_window != null) rows.splice(rows.length - 1, 0, ["sliding window (effective training / target context)", `${fmtInt(d.sliding_window)} (${fmtInt(d.effective_training_context)} / ${fmtInt(d.effective_target_context)})`]);
+      const trainLine = d.sliding_window != null ? { at: d.effective_training_context, label: "sliding window" }
+        : { at: d.original_max_position_embeddings || d.max_position_embeddings, label: "training length" };
       box.innerHTML = "<table>" + rows.map(([k, v]) => `<tr><td>${k}</td><td><b>${v ?? "–"}</b></td></tr>`).join("") + "</table>" +
         (d.warnings.length ? d.warnings.map(w => `<div class="warn">⚠ ${w.replace(/</g, "&lt;")}</div>`).join("") : "<div>no warnings</div>") +
         `<svg data-fig="cfgwl" height="160"></svg>` +
         `<details open><summary>posenc inspect report (training context ${fmtInt(d.training_context)}, target ${fmtInt(d.target_context)})</summary><pre class="inspect-text"></pre></details>`;
       box.querySelector("pre").textContent = d.text;
       plot(box.querySelector("svg"), { series: [{ x: d.wavelength.map((_, i) => i), y: d.wavelength, kind: "dots", colour: "#1c5fb8" }], ylog: true, xlabel: "pair", ylabel: "wavelength",
-        hlines: d.original_max_position_embeddings || d.max_position_embeddings ? [{ at: d.original_max_position_embeddings || d.max_position_embeddings, colour: "#d6336c", label: "training length" }] : [] });
+        hlines: trainLine.at ? [{ ...trainLine, colour: "#d6336c" }] : [] });
     } catch (e) {
       box.innerHTML = ""; const err = document.createElement("div"); err.className = "warn"; err.textContent = `error: ${e.message}`; box.appendChild(err);
     }

@@ -260,6 +260,11 @@ fn layer_contexts(
 
 /// The `posenc inspect` report as JSON (also used by the explorer's config box).
 ///
+/// Each layer carries its `sliding_window` (or null) and the contexts its analysis uses,
+/// `effective_original_context` and `effective_extended_context`: `min(window, context)` for a
+/// sliding layer, which never sees a relative distance of `window` or more; the plain contexts
+/// otherwise. The per-pair turns, the incomplete-turn lists and the base bound use those.
+///
 /// The Men et al. criterion is checked at every `m` up to `min(context, bound_cap)` and the lower
 /// bound on the base is searched only for contexts up to `bound_cap` (the rest is reported as
 /// not computed, with the reason).
@@ -279,7 +284,14 @@ pub fn inspect_report(
             _ => None,
         };
         let freqs = p.frequencies(seq_for_freqs, Precision::Exact)?;
-        let pairs = pair_report(p, original, extended, seq_for_freqs)?;
+        // A sliding layer never sees a relative distance >= its window: the wavelength / turn
+        // analysis and the base bound use min(window, context). The frequencies stay those of the
+        // whole sequence (dynamic NTK and LongRoPE follow its length, not the window).
+        let (eff_original, eff_extended) = match l.sliding_window {
+            Some(w) => (original.min(w), extended.min(w)),
+            None => (original, extended),
+        };
+        let pairs = pair_report(p, eff_original, eff_extended, seq_for_freqs)?;
         let select = |keep: &dyn Fn(&posenc::diagnostics::PairReport) -> bool| -> Vec<usize> {
             pairs.iter().filter(|r| keep(r)).map(|r| r.pair).collect()
         };
@@ -307,20 +319,20 @@ pub fn inspect_report(
         // The unscaled frequencies as the model has them (proportional RoPE keeps its frozen
         // pairs at frequency 0, which add 1 each to the sum).
         let unscaled: Vec<f64> = pairs.iter().map(|r| r.inv_freq_unscaled).collect();
-        let unscaled_check = frequency_criterion(&unscaled, original.min(bound_cap), true)?;
-        let scaled_check = frequency_criterion(&freqs.inv_freq, extended.min(bound_cap), true)?;
+        let unscaled_check = frequency_criterion(&unscaled, eff_original.min(bound_cap), true)?;
+        let scaled_check = frequency_criterion(&freqs.inv_freq, eff_extended.min(bound_cap), true)?;
         let (bound, bound_note) = if matches!(p.scaling, RopeScaling::Proportional { .. }) {
             (None, Some("not computed: the bound assumes every pair turns at base^(-2i/d), proportional RoPE freezes some".to_string()))
-        } else if extended > bound_cap {
+        } else if eff_extended > bound_cap {
             (
                 None,
                 Some(format!(
-                    "not computed: the target context {extended} is above the cap of {bound_cap}"
+                    "not computed: the target context {eff_extended} is above the cap of {bound_cap}"
                 )),
             )
         } else {
-            let step = if extended > 131_072 { 0.05 } else { 0.02 };
-            match men_base_lower_bound(p.rotary_dim, extended, step) {
+            let step = if eff_extended > 131_072 { 0.05 } else { 0.02 };
+            match men_base_lower_bound(p.rotary_dim, eff_extended, step) {
                 Ok(b) => (Some(b), None),
                 Err(e) => (None, Some(e.to_string())),
             }
@@ -336,6 +348,9 @@ pub fn inspect_report(
             "original_context_from": original_from,
             "extended_context": extended,
             "extended_context_from": extended_from,
+            "sliding_window": l.sliding_window,
+            "effective_original_context": eff_original,
+            "effective_extended_context": eff_extended,
             "pairs": pairs.iter().map(|r| json!({
                 "pair": r.pair, "inv_freq_unscaled": r.inv_freq_unscaled, "inv_freq": r.inv_freq,
                 "wavelength": r.wavelength, "turns_in_original": r.turns_in_original,
@@ -370,6 +385,7 @@ pub fn inspect_report(
         "num_key_value_heads": cfg.num_key_value_heads,
         "max_position_embeddings": cfg.max_position_embeddings,
         "original_max_position_embeddings": cfg.original_max_position_embeddings,
+        "sliding_window": cfg.sliding_window,
         "layers": layers,
         "warnings": cfg.warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
     }))
@@ -407,8 +423,9 @@ pub fn inspect_text(report: &Value) -> String {
         },
     );
     for l in report["layers"].as_array().into_iter().flatten() {
-        let original = num(&l["original_context"]);
-        let extended = num(&l["extended_context"]);
+        // The contexts the pair analysis and the bound use (min(window, context) for sliding layers).
+        let original = num(&l["effective_original_context"]);
+        let extended = num(&l["effective_extended_context"]);
         let _ = writeln!(w);
         let _ = writeln!(
             w,
@@ -421,10 +438,28 @@ pub fn inspect_text(report: &Value) -> String {
         );
         let _ = writeln!(
             w,
-            "  training context {original} (from {}), target context {extended} (from {}); override with --original / --context",
+            "  training context {} (from {}), target context {} (from {}); override with --original / --context",
+            num(&l["original_context"]),
             l["original_context_from"].as_str().unwrap_or("?"),
+            num(&l["extended_context"]),
             l["extended_context_from"].as_str().unwrap_or("?"),
         );
+        if !l["sliding_window"].is_null() {
+            let window = num(&l["sliding_window"]);
+            if l["effective_extended_context"] != l["extended_context"]
+                || l["effective_original_context"] != l["original_context"]
+            {
+                let _ = writeln!(
+                    w,
+                    "  sliding window {window}: relative distances stay below {window}, so this layer's effective context is {extended} (training {original}); the analysis below uses it"
+                );
+            } else {
+                let _ = writeln!(
+                    w,
+                    "  sliding window {window}: not below the {extended}-token target context, so it limits nothing here"
+                );
+            }
+        }
         if !l["frequencies_at_seq_len"].is_null() {
             let _ = writeln!(
                 w,

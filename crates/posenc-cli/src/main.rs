@@ -5,6 +5,9 @@
 
 use clap::{Parser, Subcommand};
 
+mod bench_attention;
+mod bench_cmd;
+mod bench_rope;
 mod core_cmds;
 mod learn;
 mod model_cmd;
@@ -48,6 +51,8 @@ enum Command {
     Explain(learn::cli::ExplainArgs),
     /// Recommend a position scheme and scaling for a training and a target length.
     Advise(learn::cli::AdviseArgs),
+    /// Time the fast kernels (RoPE, tables, K-shift, fused attention) against the memory bandwidth.
+    Bench(bench_cmd::BenchArgs),
 }
 
 /// Runs one subcommand and returns the process exit status. An `Err` is reported as one line
@@ -64,6 +69,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Learn(args) => learn::cli::learn(args),
         Command::Explain(args) => learn::cli::explain_cmd(args),
         Command::Advise(args) => learn::cli::advise_cmd(args),
+        Command::Bench(args) => bench_cmd::run(args),
     }
 }
 

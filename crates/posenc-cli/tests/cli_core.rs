@@ -389,3 +389,185 @@ fn bad_input_exits_2_with_one_line() {
     assert_usage_error(&posenc(&["rope"]), "--config");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The layer of an inspect report with this `layer_type`.
+fn report_layer<'a>(out: &'a serde_json::Value, layer_type: &str) -> &'a serde_json::Value {
+    out["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["layer_type"] == layer_type)
+        .unwrap_or_else(|| panic!("no {layer_type} layer in {out}"))
+}
+
+/// Sliding layers: turns, incomplete pairs and the base bound are taken over min(window, context);
+/// full-attention layers and configs without a window keep the plain contexts.
+#[test]
+fn inspect_bounds_sliding_layers_by_the_window() {
+    let dir = std::env::temp_dir().join(format!("posenc-inspect-sliding-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_string_lossy().into_owned()
+    };
+    // Gemma 3 style, small: 5 sliding layers per global one, 512-token window, 8192 context.
+    let gemma = |window: &str| {
+        format!(
+            r#"{{"model_type": "gemma3_text", "head_dim": 64, "hidden_size": 256, "num_attention_heads": 4,
+                "num_hidden_layers": 6, "max_position_embeddings": 8192, {window}
+                "layer_types": ["sliding_attention", "sliding_attention", "sliding_attention", "sliding_attention", "sliding_attention", "full_attention"],
+                "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0}}"#
+        )
+    };
+    let with = json(&posenc(&[
+        "inspect",
+        &write("gemma.json", &gemma(r#""sliding_window": 512,"#)),
+        "--json",
+    ]));
+    let without = json(&posenc(&[
+        "inspect",
+        &write("gemma-nowindow.json", &gemma("")),
+        "--json",
+    ]));
+    assert_eq!(with["sliding_window"], 512);
+    assert!(without["sliding_window"].is_null());
+    let sliding = report_layer(&with, "sliding_attention");
+    let sliding_plain = report_layer(&without, "sliding_attention");
+    assert_eq!(sliding["sliding_window"], 512);
+    assert_eq!(sliding["original_context"], 8192);
+    assert_eq!(sliding["extended_context"], 8192);
+    assert_eq!(sliding["effective_original_context"], 512);
+    assert_eq!(sliding["effective_extended_context"], 512);
+    assert!(sliding_plain["sliding_window"].is_null());
+    assert_eq!(sliding_plain["effective_extended_context"], 8192);
+    let rows = sliding["pairs"].as_array().unwrap();
+    let rows_plain = sliding_plain["pairs"].as_array().unwrap();
+    assert_eq!(rows.len(), 32);
+    let mut newly_incomplete = 0;
+    for (r, rp) in rows.iter().zip(rows_plain) {
+        // Same frequencies; turns scale with the context the layer sees.
+        assert_eq!(r["wavelength"], rp["wavelength"]);
+        let wl = r["wavelength"].as_f64().unwrap();
+        let turns = r["turns_in_extended"].as_f64().unwrap();
+        assert!((turns - 512.0 / wl).abs() <= 1e-9 * turns.max(1.0), "{r}");
+        let ratio = turns / rp["turns_in_extended"].as_f64().unwrap();
+        assert!((ratio - 512.0 / 8192.0).abs() < 1e-12, "{ratio}");
+        assert_eq!(r["incomplete_in_extended"], wl > 512.0);
+        if r["incomplete_in_original"] == true && rp["incomplete_in_original"] == false {
+            newly_incomplete += 1;
+        }
+    }
+    // Base 10000 over 64 dims: pairs with wavelengths between 512 and 8192 turn in the full
+    // context but not inside the window.
+    assert!(newly_incomplete > 0);
+    let count = |l: &serde_json::Value, key: &str| l[key].as_array().unwrap().len();
+    assert!(
+        count(sliding, "pairs_incomplete_in_original")
+            > count(sliding_plain, "pairs_incomplete_in_original")
+    );
+    // Base bound over the window: the criterion is checked up to 512, and the smallest base
+    // satisfies it there while 2% less (the grid step) does not.
+    let bb = &sliding["base_bound"];
+    assert_eq!(bb["scaled_checked_up_to"], 512);
+    assert_eq!(bb["unscaled_checked_up_to"], 512);
+    let bound = bb["lower_bound_for_extended"].as_f64().unwrap();
+    assert!(
+        posenc::diagnostics::base_criterion(bound, 64, 512, false)
+            .unwrap()
+            .holds
+    );
+    assert!(
+        !posenc::diagnostics::base_criterion(bound / 1.02, 64, 512, true)
+            .unwrap()
+            .holds
+    );
+    let bound_plain = sliding_plain["base_bound"]["lower_bound_for_extended"]
+        .as_f64()
+        .unwrap();
+    assert!(bound < bound_plain, "{bound} vs {bound_plain}");
+    // The full-attention layer is the same with or without the window.
+    let full = report_layer(&with, "full_attention");
+    assert!(full["sliding_window"].is_null());
+    assert_eq!(full["effective_extended_context"], 8192);
+    assert_eq!(full, report_layer(&without, "full_attention"));
+
+    // Text form.
+    let text = posenc(&["inspect", &dir.join("gemma.json").to_string_lossy()]);
+    assert!(text.status.success());
+    let text = String::from_utf8_lossy(&text.stdout);
+    for needle in [
+        "sliding window 512: relative distances stay below 512, so this layer's effective context is 512",
+        "inside the 512-token training window",
+        "over the 8192-token training context",
+    ] {
+        assert!(text.contains(needle), "`{needle}` missing from:\n{text}");
+    }
+
+    // Mistral-7B-v0.1 (shared fixture): the one layer type slides; its window bounds everything.
+    let out = json(&posenc(&[
+        "inspect",
+        &fixture("mistral-7b-v0.1.config.json"),
+        "--json",
+    ]));
+    let all = report_layer(&out, "all");
+    assert_eq!(all["sliding_window"], 4096);
+    assert_eq!(all["original_context"], 32768);
+    assert_eq!(all["effective_original_context"], 4096);
+    assert_eq!(all["effective_extended_context"], 4096);
+    assert_eq!(all["base_bound"]["scaled_checked_up_to"], 4096);
+    for r in all["pairs"].as_array().unwrap() {
+        let wl = r["wavelength"].as_f64().unwrap();
+        let turns = r["turns_in_original"].as_f64().unwrap();
+        assert!((turns - 4096.0 / wl).abs() <= 1e-9 * turns.max(1.0), "{r}");
+    }
+    // --context larger than the window: the target moves, the sliding layer's effective one not.
+    let out = json(&posenc(&[
+        "inspect",
+        &fixture("mistral-7b-v0.1.config.json"),
+        "--context",
+        "65536",
+        "--json",
+    ]));
+    assert_eq!(out["layers"][0]["extended_context"], 65536);
+    assert_eq!(out["layers"][0]["effective_extended_context"], 4096);
+    let text = posenc(&["inspect", &fixture("mistral-7b-v0.1.config.json")]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("sliding window 4096: relative distances stay below 4096, so this layer's effective context is 4096"),
+        "{text}"
+    );
+
+    // No window: effective contexts are the plain ones, nothing about windows in the text.
+    let out = json(&posenc(&[
+        "inspect",
+        &fixture("llama-3.1-8b.config.json"),
+        "--json",
+    ]));
+    let layer = &out["layers"][0];
+    assert!(out["sliding_window"].is_null());
+    assert!(layer["sliding_window"].is_null());
+    assert_eq!(
+        layer["effective_original_context"],
+        layer["original_context"]
+    );
+    assert_eq!(
+        layer["effective_extended_context"],
+        layer["extended_context"]
+    );
+    let text = posenc(&["inspect", &fixture("llama-3.1-8b.config.json")]);
+    assert!(!String::from_utf8_lossy(&text.stdout).contains("sliding window"));
+
+    // A window that is not a positive integer: exit 2 naming the key.
+    assert_usage_error(
+        &posenc(&[
+            "inspect",
+            &write(
+                "zero.json",
+                r#"{"model_type": "mistral", "hidden_size": 512, "num_attention_heads": 8, "sliding_window": 0}"#,
+            ),
+        ]),
+        "sliding_window",
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

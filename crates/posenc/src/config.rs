@@ -12,7 +12,10 @@
 //!   the top-level value wins for a single block, and defaults to `max_position_embeddings` for
 //!   YaRN, Llama 3 and LongRoPE when neither is given);
 //! * multimodal configs whose language model sits under `text_config` (Gemma 3, Gemma 4, Llama 4);
-//! * Gemma 4's `global_head_dim`: the head size of its full-attention layers.
+//! * Gemma 4's `global_head_dim`: the head size of its full-attention layers;
+//! * `sliding_window` and which layers use it (see [`ModelConfig::sliding_window`] for the rules:
+//!   `layer_types`, Qwen2's `use_sliding_window` / `max_window_layers`, Gemma's alternation,
+//!   Mistral's every-layer window).
 //!
 //! Missing required keys and impossible values are errors that name the key. Keys that are present
 //! but unused and suspicious values are returned as [`Lint`] warnings.
@@ -59,6 +62,10 @@ pub struct LayerRope {
     pub layer_type: String,
     /// The parameters for those layers.
     pub params: RopeParams,
+    /// The attention window of these layers, when they use one: a query at position `q` sees keys
+    /// at `k` with `q - window < k <= q` (HF's sliding-window mask), so relative distances stay
+    /// below `window` and the layer's effective context is `min(window, context)`.
+    pub sliding_window: Option<usize>,
 }
 
 /// What posenc read from a `config.json`.
@@ -76,8 +83,25 @@ pub struct ModelConfig {
     pub max_position_embeddings: usize,
     /// The pre-training context, when the scaling names one.
     pub original_max_position_embeddings: Option<usize>,
-    /// RoPE settings per layer type (one entry for most models).
+    /// RoPE settings per layer type (one entry for most models). A single-RoPE model whose layers
+    /// mix sliding and full attention gets one entry per attention type, with the same parameters.
     pub layers: Vec<LayerRope>,
+    /// `sliding_window` when at least one layer uses it (`None` when absent, `null`, turned off by
+    /// `use_sliding_window: false`, or used by no layer; the last two are linted).
+    ///
+    /// Which layers use it, as HF decides:
+    /// * `layer_types` given: its `sliding_attention` layers (except Mistral, which HF runs with the
+    ///   window on every layer whatever `layer_types` says);
+    /// * else `use_sliding_window: true` (Qwen2, Qwen2-VL, Qwen3): layers from `max_window_layers`
+    ///   on; Qwen3-MoE: every layer;
+    /// * else a per-layer RoPE entry named `sliding_attention` (Gemma 3's `rope_local_base_freq`,
+    ///   per-layer `rope_parameters`);
+    /// * else Gemma 2 (every other layer, the first sliding), Gemma 3 (`sliding_window_pattern`,
+    ///   default 6: every 6th layer is global) and Gemma 4 (the same, last layer global);
+    /// * else Mistral, Mixtral, Starcoder2, Phi-3 and PhiMoE: every layer.
+    ///
+    /// For other model types without `layer_types` the window is not applied and a lint says so.
+    pub sliding_window: Option<usize>,
     /// Lint warnings.
     pub warnings: Vec<Lint>,
 }
@@ -358,6 +382,7 @@ pub fn parse_config_value(value: &Value) -> Result<ModelConfig> {
                     layers.push(LayerRope {
                         layer_type: layer_type.clone(),
                         params: p,
+                        sliding_window: None,
                     });
                 }
             } else {
@@ -372,6 +397,7 @@ pub fn parse_config_value(value: &Value) -> Result<ModelConfig> {
                 layers.push(LayerRope {
                     layer_type: "all".into(),
                     params: p,
+                    sliding_window: None,
                 });
             }
         }
@@ -421,15 +447,18 @@ pub fn parse_config_value(value: &Value) -> Result<ModelConfig> {
                 layers.push(LayerRope {
                     layer_type: "full_attention".into(),
                     params: global,
+                    sliding_window: None,
                 });
                 layers.push(LayerRope {
                     layer_type: "sliding_attention".into(),
                     params: local,
+                    sliding_window: None,
                 });
             } else {
                 layers.push(LayerRope {
                     layer_type: "all".into(),
                     params: global,
+                    sliding_window: None,
                 });
             }
         }
@@ -441,6 +470,13 @@ pub fn parse_config_value(value: &Value) -> Result<ModelConfig> {
         RopeScaling::LongRope(l) => Some(l.original_max_position_embeddings),
         _ => None,
     });
+    let sliding_window = apply_sliding_window(
+        root,
+        model_type.as_deref(),
+        max_position_embeddings,
+        &mut layers,
+        &mut warnings,
+    )?;
 
     Ok(ModelConfig {
         model_type,
@@ -450,8 +486,307 @@ pub fn parse_config_value(value: &Value) -> Result<ModelConfig> {
         max_position_embeddings,
         original_max_position_embeddings,
         layers,
+        sliding_window,
         warnings,
     })
+}
+
+/// Which layers a sliding window applies to.
+enum Slides {
+    /// No layer (the reason is already linted).
+    None,
+    /// Every layer.
+    All,
+    /// Some layers: those of type `sliding_attention`; `others` are the remaining types, in order.
+    Some { others: Vec<String> },
+}
+
+impl Slides {
+    /// From counts of sliding layers among `total`: none, all, or a mix of sliding and full layers.
+    fn from_counts(sliding: usize, total: usize) -> Slides {
+        if sliding == 0 {
+            Slides::None
+        } else if sliding >= total {
+            Slides::All
+        } else {
+            Slides::Some {
+                others: vec!["full_attention".into()],
+            }
+        }
+    }
+}
+
+/// Model types whose every layer uses `sliding_window` when it is set (HF builds one
+/// sliding-window mask for the whole model).
+const EVERY_LAYER_SLIDES: &[&str] = &["mistral", "mixtral", "starcoder2", "phi3", "phimoe"];
+
+/// Model types that read `max_window_layers` (HF: layers from it on slide, when
+/// `use_sliding_window` is true).
+const QWEN2_STYLE: &[&str] = &["qwen2", "qwen2_vl", "qwen2_5_vl", "qwen3"];
+
+/// Reads `sliding_window`, decides which layers use it (see [`ModelConfig::sliding_window`]) and
+/// sets [`LayerRope::sliding_window`] on them, splitting a single `all` entry into
+/// `full_attention` and `sliding_attention` when only some layers slide. Returns the window when
+/// some layer uses it.
+fn apply_sliding_window(
+    root: &Map<String, Value>,
+    model_type: Option<&str>,
+    max_position_embeddings: usize,
+    layers: &mut Vec<LayerRope>,
+    warnings: &mut Vec<Lint>,
+) -> Result<Option<usize>> {
+    let window = match root.get("sliding_window") {
+        None | Some(Value::Null) => None,
+        Some(v) => match as_usize(v, "sliding_window") {
+            Ok(w) if w > 0 => Some(w),
+            _ => {
+                return Err(Error::invalid(
+                    "sliding_window",
+                    format!("a positive integer (tokens) or null, got {v}"),
+                ))
+            }
+        },
+    };
+    let use_sliding_window = match root.get("use_sliding_window") {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(v) => {
+            return Err(Error::invalid(
+                "use_sliding_window",
+                format!("true or false, got {v}"),
+            ))
+        }
+    };
+    let layer_types: Option<Vec<String>> = match root.get("layer_types") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => Some(
+            items
+                .iter()
+                .map(|v| {
+                    v.as_str().map(str::to_string).ok_or_else(|| {
+                        Error::invalid(
+                            "layer_types",
+                            format!("a list of strings (one per layer), got an entry {v}"),
+                        )
+                    })
+                })
+                .collect::<Result<_>>()?,
+        ),
+        Some(v) => {
+            return Err(Error::invalid(
+                "layer_types",
+                format!("a list of strings (one per layer), got {v}"),
+            ))
+        }
+    };
+    let num_hidden_layers = get_usize(root, "num_hidden_layers", "")?;
+    if let (Some(types), Some(n)) = (&layer_types, num_hidden_layers) {
+        if types.len() != n {
+            warnings.push(Lint {
+                key: "layer_types".into(),
+                message: format!(
+                    "{} entries, but num_hidden_layers = {n} (HF rejects the config)",
+                    types.len()
+                ),
+            });
+        }
+    }
+    let has_sliding_entry = layers.iter().any(|l| l.layer_type == "sliding_attention");
+    let declares_sliding = has_sliding_entry
+        || layer_types
+            .iter()
+            .flatten()
+            .any(|t| t == "sliding_attention");
+
+    let Some(w) = window else {
+        if declares_sliding && !root.contains_key("sliding_window") {
+            warnings.push(Lint {
+                key: "sliding_window".into(),
+                message: "missing although the config has sliding_attention layers; HF then uses the model class's default (4096 for Gemma 2/3 and Mistral), posenc treats those layers as full attention".into(),
+            });
+        }
+        return Ok(None);
+    };
+    if use_sliding_window == Some(false) {
+        warnings.push(Lint {
+            key: "sliding_window".into(),
+            message: format!("{w} is unused: use_sliding_window is false, so HF sets sliding_window to None and every layer attends to its full context"),
+        });
+        return Ok(None);
+    }
+    let unused = |why: String, warnings: &mut Vec<Lint>| {
+        warnings.push(Lint {
+            key: "sliding_window".into(),
+            message: format!("{w} is unused: {why}"),
+        });
+        Slides::None
+    };
+
+    let slides = match (model_type, &layer_types) {
+        (Some("mistral"), Some(_)) => {
+            warnings.push(Lint {
+                key: "layer_types".into(),
+                message: "ignored: HF's Mistral applies sliding_window to every layer".into(),
+            });
+            Slides::All
+        }
+        (_, Some(types)) => {
+            let sliding = types.iter().filter(|t| *t == "sliding_attention").count();
+            if sliding == 0 {
+                unused(
+                    "layer_types has no sliding_attention layer".into(),
+                    warnings,
+                )
+            } else if sliding == types.len() {
+                Slides::All
+            } else {
+                let mut others: Vec<String> = Vec::new();
+                for t in types {
+                    if t != "sliding_attention" && !others.contains(t) {
+                        others.push(t.clone());
+                    }
+                }
+                Slides::Some { others }
+            }
+        }
+        (Some("qwen3_moe"), None) if use_sliding_window == Some(true) => Slides::All,
+        (Some(mt), None) if use_sliding_window == Some(true) && QWEN2_STYLE.contains(&mt) => {
+            let first = match get_usize(root, "max_window_layers", "")? {
+                Some(m) => m,
+                None => {
+                    warnings.push(Lint {
+                        key: "max_window_layers".into(),
+                        message: "missing; using HF's Qwen2 default 28".into(),
+                    });
+                    28
+                }
+            };
+            match num_hidden_layers {
+                Some(n) => match Slides::from_counts(n.saturating_sub(first), n) {
+                    Slides::None => unused(
+                        format!("max_window_layers = {first} is not below num_hidden_layers = {n}, so no layer slides"),
+                        warnings,
+                    ),
+                    s => s,
+                },
+                None if first == 0 => Slides::All,
+                None => {
+                    warnings.push(Lint {
+                        key: "num_hidden_layers".into(),
+                        message: format!("missing; assuming layers from max_window_layers = {first} on use sliding_window and the ones before do not"),
+                    });
+                    Slides::Some {
+                        others: vec!["full_attention".into()],
+                    }
+                }
+            }
+        }
+        _ if has_sliding_entry => Slides::Some {
+            others: layers
+                .iter()
+                .filter(|l| l.layer_type != "sliding_attention")
+                .map(|l| l.layer_type.clone())
+                .collect(),
+        },
+        (Some(mt @ ("gemma2" | "gemma3" | "gemma3_text" | "gemma4" | "gemma4_text")), None) => {
+            let pattern = if mt == "gemma2" {
+                2
+            } else {
+                match get_usize(root, "sliding_window_pattern", "")? {
+                    Some(0) => {
+                        return Err(Error::invalid(
+                            "sliding_window_pattern",
+                            "a positive integer, got 0",
+                        ))
+                    }
+                    Some(p) => p,
+                    None => 6,
+                }
+            };
+            let last_global = mt.starts_with("gemma4");
+            match num_hidden_layers {
+                Some(n) => {
+                    // HF: layer i slides unless (i + 1) % pattern == 0; Gemma 4 makes the last
+                    // layer global as well.
+                    let mut sliding = n - n / pattern;
+                    if last_global && n % pattern != 0 {
+                        sliding -= 1;
+                    }
+                    match Slides::from_counts(sliding, n) {
+                        Slides::None => unused(
+                            format!("with {n} layers and a pattern of {pattern}, no layer slides"),
+                            warnings,
+                        ),
+                        s => s,
+                    }
+                }
+                None if pattern == 1 && !last_global => Slides::All,
+                None => {
+                    warnings.push(Lint {
+                        key: "num_hidden_layers".into(),
+                        message: format!("missing; assuming {mt}'s mix of sliding and full layers"),
+                    });
+                    Slides::Some {
+                        others: vec!["full_attention".into()],
+                    }
+                }
+            }
+        }
+        (Some(mt), None) if EVERY_LAYER_SLIDES.contains(&mt) => Slides::All,
+        (mt, None) => unused(
+            format!(
+                "posenc does not know which layers of model_type {} use it; add `layer_types` (sliding_attention / full_attention per layer) to have it applied",
+                mt.unwrap_or("(none)")
+            ),
+            warnings,
+        ),
+    };
+
+    match slides {
+        Slides::None => return Ok(None),
+        Slides::All => {
+            for l in layers.iter_mut() {
+                l.sliding_window = Some(w);
+            }
+        }
+        Slides::Some { others } => {
+            if let Some(l) = layers
+                .iter_mut()
+                .find(|l| l.layer_type == "sliding_attention")
+            {
+                l.sliding_window = Some(w);
+            } else if layers.len() == 1 && layers[0].layer_type == "all" {
+                let params = layers[0].params.clone();
+                layers.clear();
+                for t in others {
+                    layers.push(LayerRope {
+                        layer_type: t,
+                        params: params.clone(),
+                        sliding_window: None,
+                    });
+                }
+                layers.push(LayerRope {
+                    layer_type: "sliding_attention".into(),
+                    params,
+                    sliding_window: Some(w),
+                });
+            } else {
+                let names: Vec<&str> = layers.iter().map(|l| l.layer_type.as_str()).collect();
+                warnings.push(Lint {
+                    key: "sliding_window".into(),
+                    message: format!("{w} is not applied: the sliding_attention layers have no RoPE entry (rope_parameters has {})", names.join(", ")),
+                });
+                return Ok(None);
+            }
+        }
+    }
+    if w >= max_position_embeddings {
+        warnings.push(Lint {
+            key: "sliding_window".into(),
+            message: format!("{w} is not below max_position_embeddings = {max_position_embeddings}: the window limits nothing within the advertised context"),
+        });
+    }
+    Ok(Some(w))
 }
 
 fn rename_field(e: Error, from: &str, to: &str) -> Error {

@@ -1,6 +1,8 @@
 //! Config parsing: every form found on the Hub, errors that name the key, lint warnings, and
 //! no panic on malformed input.
 
+mod common;
+
 use posenc::config::{parse_config, KNOWN_ROPE_TYPES};
 use posenc::rope::{deepseek_softmax_scale_correction, Precision, RopeScaling};
 use posenc::Error;
@@ -459,4 +461,195 @@ fn per_layer_yarn_truncate_is_linted() {
         .warnings
         .iter()
         .any(|w| w.key.ends_with("full_attention.truncate")));
+}
+
+/// The sliding window of each parsed layer type, by name.
+fn windows(cfg: &posenc::config::ModelConfig) -> Vec<(String, Option<usize>)> {
+    cfg.layers
+        .iter()
+        .map(|l| (l.layer_type.clone(), l.sliding_window))
+        .collect()
+}
+
+fn named(pairs: &[(&str, Option<usize>)]) -> Vec<(String, Option<usize>)> {
+    pairs.iter().map(|(n, w)| (n.to_string(), *w)).collect()
+}
+
+/// Gemma 3 style: `layer_types` marks the sliding layers, `rope_local_base_freq` gives them their
+/// own base; the window lands on the sliding entry only, also under `text_config`.
+#[test]
+fn sliding_window_follows_layer_types() {
+    let text = r#"{"model_type": "gemma3_text", "head_dim": 256, "num_attention_heads": 8, "hidden_size": 2560,
+        "max_position_embeddings": 131072, "num_hidden_layers": 6, "sliding_window": 1024,
+        "layer_types": ["sliding_attention", "sliding_attention", "sliding_attention", "sliding_attention", "sliding_attention", "full_attention"],
+        "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0,
+        "rope_scaling": {"rope_type": "linear", "factor": 8.0}}"#;
+    let cfg = parse_config(text).unwrap();
+    assert_eq!(cfg.sliding_window, Some(1024));
+    assert_eq!(
+        windows(&cfg),
+        named(&[("full_attention", None), ("sliding_attention", Some(1024))])
+    );
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    let nested = format!(
+        r#"{{"model_type": "gemma3", "vision_config": {{"hidden_size": 1152}}, "text_config": {text}}}"#
+    );
+    let cfg = parse_config(&nested).unwrap();
+    assert_eq!(cfg.sliding_window, Some(1024));
+    assert_eq!(
+        windows(&cfg),
+        named(&[("full_attention", None), ("sliding_attention", Some(1024))])
+    );
+    // A single RoPE setting with mixed layer types: one entry per attention type, same parameters.
+    let cfg = parse_config(
+        r#"{"head_dim": 64, "num_attention_heads": 4, "max_position_embeddings": 8192, "rope_theta": 10000.0,
+            "sliding_window": 512, "layer_types": ["full_attention", "sliding_attention", "sliding_attention"]}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        windows(&cfg),
+        named(&[("full_attention", None), ("sliding_attention", Some(512))])
+    );
+    assert_eq!(cfg.layers[0].params, cfg.layers[1].params);
+    // No sliding_attention entry in layer_types: the window is linted as unused.
+    let cfg = parse_config(
+        r#"{"head_dim": 64, "num_attention_heads": 4, "rope_theta": 10000.0, "sliding_window": 512,
+            "layer_types": ["full_attention", "full_attention"]}"#,
+    )
+    .unwrap();
+    assert_eq!(cfg.sliding_window, None);
+    assert_eq!(windows(&cfg), named(&[("all", None)]));
+    assert!(cfg
+        .warnings
+        .iter()
+        .any(|w| w.key == "sliding_window" && w.message.contains("no sliding_attention")));
+}
+
+/// Mistral: every layer slides (the shared Mistral-7B-v0.1 fixture has a 4096 window).
+#[test]
+fn mistral_window_applies_to_every_layer() {
+    let text = std::fs::read_to_string(common::fixtures().join("rope/mistral-7b-v0.1.config.json"))
+        .unwrap();
+    let cfg = parse_config(&text).unwrap();
+    assert_eq!(cfg.sliding_window, Some(4096));
+    assert_eq!(windows(&cfg), named(&[("all", Some(4096))]));
+    // A window as large as the context is kept, with a lint that it limits nothing.
+    let cfg = parse_config(
+        r#"{"model_type": "mistral", "hidden_size": 4096, "num_attention_heads": 32,
+            "max_position_embeddings": 32768, "rope_theta": 1000000.0, "sliding_window": 32768}"#,
+    )
+    .unwrap();
+    assert_eq!(windows(&cfg), named(&[("all", Some(32768))]));
+    assert!(cfg
+        .warnings
+        .iter()
+        .any(|w| w.key == "sliding_window" && w.message.contains("limits nothing")));
+    // null (Mistral v0.2+) and absent: no window, no lint.
+    for extra in [r#", "sliding_window": null"#, ""] {
+        let cfg = parse_config(&format!(
+            r#"{{"model_type": "mistral", "hidden_size": 4096, "num_attention_heads": 32, "rope_theta": 1e6, "max_position_embeddings": 32768{extra}}}"#
+        ))
+        .unwrap();
+        assert_eq!(cfg.sliding_window, None);
+        assert_eq!(windows(&cfg), named(&[("all", None)]));
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    }
+}
+
+/// Qwen2: `use_sliding_window: false` turns the window off (HF sets it to None); when true, the
+/// layers from `max_window_layers` on slide.
+#[test]
+fn qwen2_use_sliding_window_and_max_window_layers() {
+    let qwen = |extra: &str| {
+        parse_config(&format!(
+            r#"{{"model_type": "qwen2", "hidden_size": 3584, "num_attention_heads": 28, "num_hidden_layers": 28,
+                "max_position_embeddings": 32768, "rope_theta": 1000000.0{extra}}}"#
+        ))
+        .unwrap()
+    };
+    let cfg =
+        qwen(r#", "sliding_window": 131072, "use_sliding_window": false, "max_window_layers": 28"#);
+    assert_eq!(cfg.sliding_window, None);
+    assert_eq!(windows(&cfg), named(&[("all", None)]));
+    assert!(cfg
+        .warnings
+        .iter()
+        .any(|w| w.key == "sliding_window" && w.message.contains("use_sliding_window is false")));
+    let cfg =
+        qwen(r#", "sliding_window": 4096, "use_sliding_window": true, "max_window_layers": 20"#);
+    assert_eq!(cfg.sliding_window, Some(4096));
+    assert_eq!(
+        windows(&cfg),
+        named(&[("full_attention", None), ("sliding_attention", Some(4096))])
+    );
+    let cfg =
+        qwen(r#", "sliding_window": 4096, "use_sliding_window": true, "max_window_layers": 0"#);
+    assert_eq!(windows(&cfg), named(&[("all", Some(4096))]));
+    let cfg =
+        qwen(r#", "sliding_window": 4096, "use_sliding_window": true, "max_window_layers": 28"#);
+    assert_eq!(cfg.sliding_window, None);
+    assert!(cfg
+        .warnings
+        .iter()
+        .any(|w| w.key == "sliding_window" && w.message.contains("max_window_layers = 28")));
+}
+
+/// Gemma 2 without `layer_types`: HF alternates, the first layer sliding.
+#[test]
+fn gemma2_alternates_without_layer_types() {
+    let cfg = parse_config(
+        r#"{"model_type": "gemma2", "head_dim": 256, "hidden_size": 3584, "num_attention_heads": 16,
+            "num_hidden_layers": 42, "max_position_embeddings": 8192, "rope_theta": 10000.0, "sliding_window": 4096}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        windows(&cfg),
+        named(&[("full_attention", None), ("sliding_attention", Some(4096))])
+    );
+    assert_eq!(cfg.params(), &cfg.layers[1].params);
+}
+
+/// A window posenc cannot place (unknown model type, no layer_types) is linted, not applied.
+#[test]
+fn unknown_model_type_window_is_linted() {
+    let cfg = parse_config(
+        r#"{"model_type": "somenet", "hidden_size": 512, "num_attention_heads": 8, "rope_theta": 10000.0, "sliding_window": 256}"#,
+    )
+    .unwrap();
+    assert_eq!(cfg.sliding_window, None);
+    assert_eq!(windows(&cfg), named(&[("all", None)]));
+    assert!(cfg
+        .warnings
+        .iter()
+        .any(|w| w.key == "sliding_window" && w.message.contains("layer_types")));
+}
+
+#[test]
+fn bad_sliding_window_values_name_the_key() {
+    for (value, key) in [
+        (r#""sliding_window": 0"#, "sliding_window"),
+        (r#""sliding_window": -4096"#, "sliding_window"),
+        (r#""sliding_window": 1.5"#, "sliding_window"),
+        (r#""sliding_window": "4096""#, "sliding_window"),
+        (
+            r#""sliding_window": 64, "use_sliding_window": "yes""#,
+            "use_sliding_window",
+        ),
+        (
+            r#""sliding_window": 64, "layer_types": "sliding_attention""#,
+            "layer_types",
+        ),
+        (
+            r#""sliding_window": 64, "layer_types": [1, 2]"#,
+            "layer_types",
+        ),
+    ] {
+        let text = format!(
+            r#"{{"model_type": "mistral", "hidden_size": 512, "num_attention_heads": 8, "rope_theta": 10000.0, {value}}}"#
+        );
+        match parse_config(&text) {
+            Err(Error::InvalidParameter { field, .. }) => assert_eq!(field, key, "{value}"),
+            other => panic!("{value}: {other:?}"),
+        }
+    }
 }

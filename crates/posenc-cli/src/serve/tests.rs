@@ -468,6 +468,19 @@ async fn config_inspect_reads_fixture_configs_and_rejects_junk() {
     assert!(v["error"].as_str().unwrap().contains("warp"));
     let (s, _) = post("/api/config/inspect", &"x".repeat(300 * 1024)).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
+    // A sliding-window model: the summary carries the window and the contexts it bounds.
+    let text = std::fs::read_to_string(fixtures().join("rope/mistral-7b-v0.1.config.json"))
+        .expect("fixture");
+    let (s, v) = post("/api/config/inspect", &text).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["sliding_window"], 4096);
+    assert_eq!(v["training_context"], 32768);
+    assert_eq!(v["effective_training_context"], 4096);
+    assert_eq!(v["effective_target_context"], 4096);
+    assert!(v["text"]
+        .as_str()
+        .unwrap()
+        .contains("so this layer's effective context is 4096"));
 }
 
 #[tokio::test]
