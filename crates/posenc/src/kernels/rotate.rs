@@ -78,3 +78,73 @@ fn interleaved_body(x: &mut [f32], cos: &[f32], sin: &[f32]) {
         pair[1] = xa * s + xb * c;
     }
 }
+
+/// [`rotate_many`] on bf16 storage, fused: each pair is widened, rotated and rounded back in
+/// registers (the same f32 operations and round-to-nearest-even as widen → rotate → narrow).
+#[inline]
+pub(crate) fn rotate_many_bf16(
+    xs: &mut [u16],
+    width: usize,
+    cos: &[f32],
+    sin: &[f32],
+    layout: RopeLayout,
+) {
+    match layout {
+        RopeLayout::HalfSplit => bf16_many_half_split(xs, width, cos, sin),
+        RopeLayout::Interleaved => bf16_many_interleaved(xs, width, cos, sin),
+    }
+}
+
+#[inline(always)]
+fn bf16_to_f32(b: u16) -> f32 {
+    f32::from_bits((b as u32) << 16)
+}
+
+/// Round to nearest, ties to even; NaN stays NaN with the quiet bit set (as `half` does).
+#[inline(always)]
+pub(crate) fn f32_to_bf16(s: f32) -> u16 {
+    let x = s.to_bits();
+    let rounded = (x.wrapping_add(0x7fff + ((x >> 16) & 1)) >> 16) as u16;
+    let nan = ((x >> 16) as u16) | 0x0040;
+    if (x & 0x7fff_ffff) > 0x7f80_0000 {
+        nan
+    } else {
+        rounded
+    }
+}
+
+#[multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512vl+avx2+fma",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn bf16_many_half_split(xs: &mut [u16], width: usize, cos: &[f32], sin: &[f32]) {
+    let p = cos.len().min(sin.len());
+    let (cos, sin) = (&cos[..p], &sin[..p]);
+    for x in xs.chunks_exact_mut(width) {
+        let (a, rest) = x.split_at_mut(p);
+        let b = &mut rest[..p];
+        for i in 0..p {
+            let (xa, xb) = (bf16_to_f32(a[i]), bf16_to_f32(b[i]));
+            a[i] = f32_to_bf16(xa * cos[i] - xb * sin[i]);
+            b[i] = f32_to_bf16(xa * sin[i] + xb * cos[i]);
+        }
+    }
+}
+
+#[multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512vl+avx2+fma",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+fn bf16_many_interleaved(xs: &mut [u16], width: usize, cos: &[f32], sin: &[f32]) {
+    let p = cos.len().min(sin.len());
+    let (cos, sin) = (&cos[..p], &sin[..p]);
+    for x in xs.chunks_exact_mut(width) {
+        for ((pair, &c), &s) in x[..2 * p].chunks_exact_mut(2).zip(cos).zip(sin) {
+            let (xa, xb) = (bf16_to_f32(pair[0]), bf16_to_f32(pair[1]));
+            pair[0] = f32_to_bf16(xa * c - xb * s);
+            pair[1] = f32_to_bf16(xa * s + xb * c);
+        }
+    }
+}
