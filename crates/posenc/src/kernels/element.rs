@@ -43,6 +43,17 @@ pub trait Element: Copy + Send + Sync + 'static + sealed::Sealed {
     fn as_bf16_bits_mut(_: &mut [Self]) -> Option<&mut [u16]> {
         None
     }
+    /// Rotates in place with a fused kernel when one exists for this type, layout and width;
+    /// returns false to ask for the widen → rotate → narrow path.
+    fn fused_rotate(
+        _xs: &mut [Self],
+        _width: usize,
+        _cos: &[f32],
+        _sin: &[f32],
+        _layout: crate::rope::RopeLayout,
+    ) -> bool {
+        false
+    }
     /// Widens `src` into `dst` (same length).
     fn widen(src: &[Self], dst: &mut [f32]);
     /// Rounds `src` to nearest-even into `dst` (same length), exactly as `half` does.
@@ -66,6 +77,29 @@ impl Element for f16 {
     const DTYPE: Dtype = Dtype::F16;
     fn as_f32_mut(_: &mut [Self]) -> Option<&mut [f32]> {
         None
+    }
+    fn fused_rotate(
+        xs: &mut [Self],
+        width: usize,
+        cos: &[f32],
+        sin: &[f32],
+        layout: crate::rope::RopeLayout,
+    ) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if layout == crate::rope::RopeLayout::HalfSplit
+            && cos.len() == sin.len()
+            && cos.len().is_multiple_of(16)
+            && 2 * cos.len() <= width
+            && std::arch::is_x86_feature_detected!("avx512f")
+        {
+            // SAFETY: AVX-512F checked; the pair count is a multiple of 16 and fits the width.
+            unsafe {
+                x86::f16_rotate_half_split_avx512(xs.reinterpret_cast_mut(), width, cos, sin)
+            };
+            return true;
+        }
+        let _ = (xs, width, cos, sin, layout);
+        false
     }
     fn widen(src: &[Self], dst: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
@@ -127,6 +161,42 @@ mod x86 {
             i += 16;
         }
         n
+    }
+
+    /// Half-split rotation of every `width`-wide f16 vector in place, fused (load 16 halves of
+    /// each side, widen, rotate with the reference's f32 operations, round, store). Needs
+    /// `cos.len()` to be a multiple of 16; the caller checks.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn f16_rotate_half_split_avx512(
+        xs: &mut [u16],
+        width: usize,
+        cos: &[f32],
+        sin: &[f32],
+    ) {
+        let p = cos.len().min(sin.len());
+        debug_assert!(p % 16 == 0 && 2 * p <= width);
+        for x in xs.chunks_exact_mut(width) {
+            let base = x.as_mut_ptr();
+            let mut i = 0;
+            while i + 16 <= p {
+                // SAFETY: i + 16 <= p, so both halves [i, i+16) and [p+i, p+i+16) lie inside the
+                // vector (2p <= width), and inside cos/sin.
+                unsafe {
+                    let pa = base.add(i) as *mut __m256i;
+                    let pb = base.add(p + i) as *mut __m256i;
+                    let a = _mm512_cvtph_ps(_mm256_loadu_si256(pa));
+                    let b = _mm512_cvtph_ps(_mm256_loadu_si256(pb));
+                    let c = _mm512_loadu_ps(cos.as_ptr().add(i));
+                    let s = _mm512_loadu_ps(sin.as_ptr().add(i));
+                    let na = _mm512_sub_ps(_mm512_mul_ps(a, c), _mm512_mul_ps(b, s));
+                    let nb = _mm512_add_ps(_mm512_mul_ps(a, s), _mm512_mul_ps(b, c));
+                    const R: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+                    _mm256_storeu_si256(pa, _mm512_cvtps_ph::<R>(na));
+                    _mm256_storeu_si256(pb, _mm512_cvtps_ph::<R>(nb));
+                }
+                i += 16;
+            }
+        }
     }
 
     #[target_feature(enable = "avx512f")]

@@ -357,6 +357,9 @@ fn rotate_vectors<T: Element>(
         rotate::rotate_many_bf16(bits, head_dim, cos, sin, layout);
         return;
     }
+    if T::fused_rotate(xs, head_dim, cos, sin, layout) {
+        return;
+    }
     if rd == head_dim {
         // Full rotary: the vectors are contiguous, so widen, rotate and narrow them in one pass
         // each (one conversion call per token instead of two per head).
