@@ -3,8 +3,12 @@
 //!
 //! Every case is set up outside the clock, run once to warm up, then timed run by run until it
 //! has at least `min_runs` samples and has used its time budget; the median is reported. A
-//! case's `bytes` are the bytes it moves per run (read + write); `gbps = bytes / median` and
-//! `ratio_to_stream = gbps / stream_gbps` of the stream buffer of the same size class.
+//! case's `bytes` are the bytes it moves per run (read + write); `gbps = bytes / median`. After
+//! every sample of a bandwidth-bound case one in-place stream pass over a buffer of the case's size class (128 MB,
+//! or 512 MiB for K-shift) runs in the same thread pool; `ratio_to_stream = gbps /
+//! stream_alongside_gbps`, the median bandwidth of those passes, so both are measured under the
+//! same conditions; other cases (decode step, tables, attention) are compared with `stream_gbps`. `stream_gbps` (top level) is the best of dedicated stream runs before and
+//! after all cases.
 //! Speed is measured here and in `cargo bench`, never asserted in tests.
 
 use std::time::{Duration, Instant};
@@ -32,6 +36,7 @@ pub struct Case {
     threads: Option<usize>,
     stream: StreamClass,
     max_min_runs: Option<usize>,
+    alongside: bool,
 }
 
 impl Case {
@@ -49,7 +54,16 @@ impl Case {
             threads: None,
             stream: StreamClass::Main,
             max_min_runs: None,
+            alongside: false,
         }
+    }
+
+    /// A bandwidth-bound case: alternate its samples with stream passes of its size class and
+    /// compare with those (cache-resident cases such as a decode step are better without: the
+    /// stream pass would evict their data before every sample).
+    pub fn alongside_stream(mut self) -> Self {
+        self.alongside = true;
+        self
     }
 
     /// Caps the minimum number of samples for a case that takes seconds per run.
@@ -126,13 +140,25 @@ struct Measured {
     extra: Map<String, Value>,
     threads: usize,
     stream: StreamClass,
+    stream_samples: Vec<u64>,
+    stream_bytes: u64,
+}
+
+fn median(v: &[u64]) -> u64 {
+    let mut s = v.to_vec();
+    s.sort_unstable();
+    s.get(s.len() / 2).copied().unwrap_or(0)
 }
 
 impl Measured {
+    /// Bandwidth of the stream passes run alongside this case (None for the stream cases).
+    fn stream_alongside_gbps(&self) -> Option<f64> {
+        (!self.stream_samples.is_empty())
+            .then(|| self.stream_bytes as f64 / median(&self.stream_samples).max(1) as f64)
+    }
+
     fn median_ns(&self) -> u64 {
-        let mut s = self.samples.clone();
-        s.sort_unstable();
-        s[s.len() / 2]
+        median(&self.samples)
     }
 
     fn min_ns(&self) -> u64 {
@@ -144,7 +170,24 @@ impl Measured {
     }
 }
 
-fn measure(case: Case, cfg: &BenchConfig) -> anyhow::Result<Measured> {
+/// A stream pass run in alternation with a case's samples, and the bytes it moves.
+pub struct Alongside {
+    run: Timed,
+    bytes: u64,
+}
+
+impl Alongside {
+    /// The stream pass of one size class (`bytes` moved per run).
+    pub fn new(run: Timed, bytes: u64) -> Self {
+        Alongside { run, bytes }
+    }
+}
+
+fn measure(
+    case: Case,
+    cfg: &BenchConfig,
+    mut alongside: Option<&mut Alongside>,
+) -> anyhow::Result<Measured> {
     let Case {
         name,
         bytes,
@@ -153,28 +196,38 @@ fn measure(case: Case, cfg: &BenchConfig) -> anyhow::Result<Measured> {
         threads,
         stream,
         max_min_runs,
+        alongside: _,
     } = case;
     let min_runs = cfg.min_runs.min(max_min_runs.unwrap_or(usize::MAX));
     let pool = match threads {
         Some(n) => Some(rayon::ThreadPoolBuilder::new().num_threads(n).build()?),
         None => None,
     };
+    // Each sample of the case is followed by one stream pass in the same pool, so the ratio
+    // compares the two under the same conditions (the machine's bandwidth drifts from minute to
+    // minute on a shared host).
+    let stream_bytes = alongside.as_ref().map_or(0, |a| a.bytes);
     let run = || {
         let mut f = setup();
         f();
-        let mut samples = Vec::new();
+        let (mut samples, mut stream_samples) = (Vec::new(), Vec::new());
         let started = Instant::now();
         while samples.len() < min_runs || started.elapsed() < cfg.budget {
             let t = Instant::now();
             f();
             samples.push(t.elapsed().as_nanos() as u64);
+            if let Some(a) = alongside.as_deref_mut() {
+                let t = Instant::now();
+                (a.run)();
+                stream_samples.push(t.elapsed().as_nanos() as u64);
+            }
             if samples.len() >= 10_000 {
                 break;
             }
         }
-        samples
+        (samples, stream_samples)
     };
-    let samples = match &pool {
+    let (samples, stream_samples) = match &pool {
         Some(p) => p.install(run),
         None => run(),
     };
@@ -185,6 +238,8 @@ fn measure(case: Case, cfg: &BenchConfig) -> anyhow::Result<Measured> {
         extra,
         threads: threads.unwrap_or_else(rayon::current_num_threads),
         stream,
+        stream_samples,
+        stream_bytes,
     })
 }
 
@@ -201,27 +256,38 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     };
     let progress = !args.json;
     let mut results = Vec::new();
-    let run_case = |c: Case, results: &mut Vec<Measured>| -> anyhow::Result<()> {
-        if progress {
-            eprint!("  {:<40}\r", c.name);
-        }
-        results.push(measure(c, &cfg)?);
-        Ok(())
-    };
+    let (mut main_stream, mut large_stream) = (None, None);
+    let mut run_case =
+        |c: Case, results: &mut Vec<Measured>, with_stream: bool| -> anyhow::Result<()> {
+            if progress {
+                eprint!("  {:<40}\r", c.name);
+            }
+            let slot = match c.stream {
+                StreamClass::Main => &mut main_stream,
+                StreamClass::Large => &mut large_stream,
+            };
+            let alongside = if with_stream && c.alongside {
+                Some(slot.get_or_insert_with(|| crate::bench_rope::alongside(&cfg, c.stream)))
+            } else {
+                None
+            };
+            results.push(measure(c, &cfg, alongside)?);
+            Ok(())
+        };
     // The limit before and after the kernels; the better of the two is the yardstick.
     for c in crate::bench_rope::stream_cases(&cfg, "before") {
-        run_case(c, &mut results)?;
+        run_case(c, &mut results, false)?;
     }
     for group in GROUPS {
         for c in group(&cfg) {
             if args.filter.as_deref().is_some_and(|f| !c.name.contains(f)) {
                 continue;
             }
-            run_case(c, &mut results)?;
+            run_case(c, &mut results, true)?;
         }
     }
     for c in crate::bench_rope::stream_cases(&cfg, "after") {
-        run_case(c, &mut results)?;
+        run_case(c, &mut results, false)?;
     }
     if progress {
         eprint!("{:<44}\r", "");
@@ -238,10 +304,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     let rows: Vec<Value> = results
         .iter()
         .map(|m| {
-            let stream = match m.stream {
+            let stream = m.stream_alongside_gbps().unwrap_or(match m.stream {
                 StreamClass::Main => stream_main,
                 StreamClass::Large => stream_large,
-            };
+            });
             let mut o = Map::new();
             o.insert("name".into(), json!(m.name));
             o.insert("gbps".into(), json!(m.gbps()));
@@ -251,6 +317,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
             o.insert("runs".into(), json!(m.samples.len()));
             o.insert("bytes".into(), json!(m.bytes));
             o.insert("threads".into(), json!(m.threads));
+            o.insert("stream_alongside_gbps".into(), json!(stream));
             o.insert(
                 "stream".into(),
                 json!(match m.stream {

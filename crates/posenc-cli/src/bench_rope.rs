@@ -12,7 +12,7 @@ use posenc::kernels::{
 };
 use posenc::rope::{Precision, RopeFrequencies, RopeLayout, RopeParams, RopeTable};
 
-use crate::bench_cmd::{BenchConfig, Case, StreamClass, Timed};
+use crate::bench_cmd::{Alongside, BenchConfig, Case, StreamClass, Timed};
 
 /// Name prefix of the stream measurements at the RoPE buffer size (`stream_gbps`).
 pub const STREAM_MAIN: &str = "stream_inplace_128mb";
@@ -40,6 +40,23 @@ fn values<T: Element>(n: usize, seed: u64, from: fn(f32) -> T) -> Vec<T> {
             from((s >> 40) as f32 / (1u64 << 23) as f32 - 1.0)
         })
         .collect()
+}
+
+/// The stream pass run alongside the cases of one size class.
+pub fn alongside(cfg: &BenchConfig, class: StreamClass) -> Alongside {
+    let bytes = match class {
+        StreamClass::Main => cfg.pick(128_000_000usize, 4_000_000),
+        StreamClass::Large => cfg.pick(512usize << 20, 16 << 20),
+    };
+    let mut x = values(bytes / 4, 12, |v| v);
+    let (a, b) = (std::hint::black_box(1.0f32), std::hint::black_box(0.0f32));
+    Alongside::new(
+        Box::new(move || {
+            stream_inplace(&mut x, a, b);
+            std::hint::black_box(&x);
+        }),
+        2 * bytes as u64,
+    )
 }
 
 /// The two stream measurements (`tag` tells the one before the kernels from the one after).
@@ -122,6 +139,7 @@ fn rope_case<T: Element>(
             "computed per token"
         },
     )
+    .alongside_stream()
 }
 
 fn decode_case(name: &str, table_rows: bool) -> Case {
@@ -188,6 +206,7 @@ fn hf_case(seq: usize) -> Case {
         "note",
         "HF eager apply_rotary_pos_emb: five new tensors per input, output not in place",
     )
+    .alongside_stream()
 }
 
 #[derive(Clone, Copy)]
@@ -261,6 +280,7 @@ fn kshift_case(cells: usize) -> Case {
     .with("head_dim", D as u64)
     .with("distinct_deltas", 1u64)
     .stream(StreamClass::Large)
+    .alongside_stream()
 }
 
 /// The RoPE, table and K-shift cases.

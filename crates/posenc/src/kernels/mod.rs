@@ -44,7 +44,7 @@ pub const PARALLEL_THRESHOLD: usize = 1 << 16;
 
 /// Elements per parallel task (about 256 KiB of f32): large enough to amortize the hand-off,
 /// small enough to balance two to a few dozen threads.
-const TASK_ELEMENTS: usize = 1 << 16;
+const TASK_ELEMENTS: usize = 1 << 18;
 
 /// Axis order of a q or k buffer.
 #[derive(

@@ -13,7 +13,7 @@ pub fn stream_inplace(x: &mut [f32], a: f32, b: f32) {
     if x.len() < PARALLEL_THRESHOLD {
         scale_add(x, a, b);
     } else {
-        x.par_chunks_mut(4 * TASK_ELEMENTS)
+        x.par_chunks_mut(TASK_ELEMENTS)
             .for_each(|c| scale_add(c, a, b));
     }
 }
