@@ -174,7 +174,7 @@ mod x86 {
         sin: &[f32],
     ) {
         let p = cos.len().min(sin.len());
-        debug_assert!(p % 16 == 0 && 2 * p <= width);
+        debug_assert!(p.is_multiple_of(16) && 2 * p <= width);
         for x in xs.chunks_exact_mut(width) {
             let base = x.as_mut_ptr();
             let mut i = 0;
