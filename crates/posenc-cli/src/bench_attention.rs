@@ -47,17 +47,9 @@ struct Inputs {
     t5: Option<RelativeBias>,
 }
 
-/// Deterministic values in [-1, 1).
+/// Deterministic values in [-1, 1) (the same generator as the RoPE cases).
 fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
+    crate::bench_rope::values(n, seed, |v| v)
 }
 
 fn inputs(len: usize, bias: Bias) -> Inputs {

@@ -30,7 +30,7 @@ fn freqs() -> RopeFrequencies {
 }
 
 /// Deterministic values in [-1, 1).
-fn values<T: Element>(n: usize, seed: u64, from: fn(f32) -> T) -> Vec<T> {
+pub fn values<T: Element>(n: usize, seed: u64, from: fn(f32) -> T) -> Vec<T> {
     let mut s = seed | 1;
     (0..n)
         .map(|_| {
