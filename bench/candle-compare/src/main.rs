@@ -81,6 +81,37 @@ fn to_f32<T: Dt>(x: &[T]) -> Vec<f32> {
     out
 }
 
+/// What both comparisons share: positions (0..seq, or the decode step's 4095), their cos/sin
+/// table, the f32 inputs and the `(b, h, s, d)` shape.
+struct Inputs {
+    positions: Vec<u64>,
+    table: RopeTable,
+    q0: Vec<f32>,
+    k0: Vec<f32>,
+    shape: QkShape,
+}
+
+fn inputs(seq: usize) -> Inputs {
+    let freqs = RopeParams::new(500_000.0, D)
+        .and_then(|p| p.frequencies(None, Precision::Exact))
+        .expect("valid RoPE parameters");
+    let first = if seq == 1 { 4095 } else { 0 };
+    let positions: Vec<u64> = (first..first + seq as u64).collect();
+    let table = RopeTable::new(&freqs, &positions).expect("table");
+    Inputs {
+        positions,
+        table,
+        q0: values(seq * Q_HEADS * D, 1),
+        k0: values(seq * KV_HEADS * D, 2),
+        shape: QkShape {
+            batch: 1,
+            seq,
+            head_dim: D,
+            order: AxisOrder::Bhsd,
+        },
+    }
+}
+
 struct Row {
     case: String,
     posenc_ns: f64,
@@ -90,14 +121,13 @@ struct Row {
 
 fn compare<T: Dt>(seq: usize, layout: RopeLayout, runs: usize) -> candle_core::Result<Row> {
     let dev = Device::Cpu;
-    let freqs = RopeParams::new(500_000.0, D)
-        .and_then(|p| p.frequencies(None, Precision::Exact))
-        .expect("valid RoPE parameters");
-    // Positions 0..seq, or the decode step's position 4095.
-    let first = if seq == 1 { 4095 } else { 0 };
-    let positions: Vec<u64> = (first..first + seq as u64).collect();
-    let table = RopeTable::new(&freqs, &positions).expect("table");
-    let (q0, k0) = (values(seq * Q_HEADS * D, 1), values(seq * KV_HEADS * D, 2));
+    let Inputs {
+        positions,
+        table,
+        q0,
+        k0,
+        shape,
+    } = inputs(seq);
     let tensor = |v: &[f32], heads: usize| {
         Tensor::from_slice(v, (1, heads, seq, D), &dev).and_then(|t| t.to_dtype(T::CANDLE))
     };
@@ -111,12 +141,6 @@ fn compare<T: Dt>(seq: usize, layout: RopeLayout, runs: usize) -> candle_core::R
     // Same inputs (rounded to T once), same table: the outputs must agree.
     let mut q: Vec<T> = q0.iter().map(|&v| T::from_f32(v)).collect();
     let mut k: Vec<T> = k0.iter().map(|&v| T::from_f32(v)).collect();
-    let shape = QkShape {
-        batch: 1,
-        seq,
-        head_dim: D,
-        order: AxisOrder::Bhsd,
-    };
     let rows = CosSin::Table(&table);
     rope_qk_inplace(
         &mut q, Q_HEADS, &mut k, KV_HEADS, &shape, &positions, rows, layout,
@@ -168,29 +192,23 @@ fn compare<T: Dt>(seq: usize, layout: RopeLayout, runs: usize) -> candle_core::R
 
 /// posenc against the Hugging Face eager translation (f32, half-split, candle's shapes).
 fn compare_hf(seq: usize, runs: usize) -> Row {
-    let freqs = RopeParams::new(500_000.0, D)
-        .and_then(|p| p.frequencies(None, Precision::Exact))
-        .expect("valid RoPE parameters");
-    let first = if seq == 1 { 4095 } else { 0 };
-    let positions: Vec<u64> = (first..first + seq as u64).collect();
-    let table = RopeTable::new(&freqs, &positions).expect("table");
+    let Inputs {
+        positions,
+        table,
+        q0,
+        k0,
+        shape,
+    } = inputs(seq);
     let cos = hf_eager::full_width(&table.cos, table.pairs);
     let sin = hf_eager::full_width(&table.sin, table.pairs);
-    let (q0, k0) = (values(seq * Q_HEADS * D, 1), values(seq * KV_HEADS * D, 2));
     let (mut q, mut k) = (q0.clone(), k0.clone());
-    let shape = QkShape {
-        batch: 1,
-        seq,
-        head_dim: D,
-        order: AxisOrder::Bhsd,
-    };
     let rows = CosSin::Table(&table);
     let layout = RopeLayout::HalfSplit;
     rope_qk_inplace(
         &mut q, Q_HEADS, &mut k, KV_HEADS, &shape, &positions, rows, layout,
     )
     .expect("valid shapes");
-    let hq = hf_eager::apply_rotary_pos_emb(&q0, &cos, &sin, seq, D);
+    let hq = hf_eager::apply_rotary_pos_emb(&q0, &cos, &sin, seq, D).expect("valid shapes");
     let max_abs_diff = q
         .iter()
         .zip(&hq)
@@ -205,8 +223,8 @@ fn compare_hf(seq: usize, runs: usize) -> Row {
     });
     let hf_ns = median_ns(runs, || {
         let out = (
-            hf_eager::apply_rotary_pos_emb(&q0, &cos, &sin, seq, D),
-            hf_eager::apply_rotary_pos_emb(&k0, &cos, &sin, seq, D),
+            hf_eager::apply_rotary_pos_emb(&q0, &cos, &sin, seq, D).expect("valid shapes"),
+            hf_eager::apply_rotary_pos_emb(&k0, &cos, &sin, seq, D).expect("valid shapes"),
         );
         std::hint::black_box(out);
     });

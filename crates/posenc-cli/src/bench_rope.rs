@@ -193,8 +193,8 @@ fn hf_case(seq: usize) -> Case {
         let q = values(seq * Q_HEADS * D, 1, |v| v);
         let k = values(seq * KV_HEADS * D, 2, |v| v);
         Box::new(move || {
-            let qe = hf_eager::apply_rotary_pos_emb(&q, &cos, &sin, seq, D);
-            let ke = hf_eager::apply_rotary_pos_emb(&k, &cos, &sin, seq, D);
+            let qe = hf_eager::apply_rotary_pos_emb(&q, &cos, &sin, seq, D).expect("valid shapes");
+            let ke = hf_eager::apply_rotary_pos_emb(&k, &cos, &sin, seq, D).expect("valid shapes");
             std::hint::black_box((qe, ke));
         })
     })

@@ -107,7 +107,7 @@ fn rope(c: &mut Criterion) {
         hf_eager::full_width(&table.sin, 64),
     );
     g.bench_function("hf_eager_rotate_half", |b| {
-        b.iter(|| hf_eager::apply_rotary_pos_emb(&x, &cos, &sin, SEQ, D))
+        b.iter(|| hf_eager::apply_rotary_pos_emb(&x, &cos, &sin, SEQ, D).unwrap())
     });
     g.finish();
 

@@ -601,3 +601,35 @@ fn stream_kernel_computes_scale_add() {
             .all(|(i, &v)| v == 2.0 * i as f32 + 1.0));
     }
 }
+
+#[test]
+fn hf_eager_path_matches_reference_and_rejects_bad_shapes() {
+    // (planes, seq, d) = (3, 5, 8), positions 0..5, half-split: the same rotation as the reference.
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    let freqs = random_freqs(&mut rng, 4, Precision::Exact);
+    let table = RopeTable::range(&freqs, 5).unwrap();
+    let (cos, sin) = (
+        kernels::hf_eager::full_width(&table.cos, 4),
+        kernels::hf_eager::full_width(&table.sin, 4),
+    );
+    let x = uniform(&mut rng, 3 * 5 * 8);
+    let got = kernels::hf_eager::apply_rotary_pos_emb(&x, &cos, &sin, 5, 8).unwrap();
+    let shape = QkShape {
+        batch: 1,
+        seq: 5,
+        head_dim: 8,
+        order: AxisOrder::Bhsd,
+    };
+    let want = reference(
+        &x,
+        3,
+        &shape,
+        &[0, 1, 2, 3, 4],
+        &freqs,
+        RopeLayout::HalfSplit,
+    );
+    compare(&got, &want, false, "hf eager");
+    assert!(kernels::hf_eager::apply_rotary_pos_emb(&x, &cos, &sin, 5, 7).is_err());
+    assert!(kernels::hf_eager::apply_rotary_pos_emb(&x[..7], &cos, &sin, 5, 8).is_err());
+    assert!(kernels::hf_eager::apply_rotary_pos_emb(&x, &cos[..3], &sin, 5, 8).is_err());
+}

@@ -8,6 +8,8 @@
 //! makes one pass over memory, as eager PyTorch does: `q·cos`, `−x2`, the `cat`, `·sin` and the
 //! sum are five new tensors per input. Full rotary only (`rotary_dim == head_dim`).
 
+use crate::{Error, Result};
+
 /// Full-width `cos`/`sin` `(rows, 2·pairs)` from half-width rows, as HF's `cat(freqs, freqs)`.
 pub fn full_width(half: &[f32], pairs: usize) -> Vec<f32> {
     half.chunks_exact(pairs.max(1))
@@ -16,15 +18,34 @@ pub fn full_width(half: &[f32], pairs: usize) -> Vec<f32> {
 }
 
 /// `x·cos + rotate_half(x)·sin` for `x` of shape `(planes, seq, d)` with `cos`/`sin` `(seq, d)`,
-/// returning a new buffer. Panics if the lengths do not fit (a benchmark helper).
-pub fn apply_rotary_pos_emb(x: &[f32], cos: &[f32], sin: &[f32], seq: usize, d: usize) -> Vec<f32> {
-    let plane = seq * d;
-    assert!(
-        d.is_multiple_of(2)
-            && cos.len() == plane
-            && sin.len() == plane
-            && x.len().is_multiple_of(plane.max(1))
-    );
+/// returning a new buffer.
+///
+/// Errors: an odd or zero `d`, `cos`/`sin` not `seq × d`, `x` not a whole number of planes.
+pub fn apply_rotary_pos_emb(
+    x: &[f32],
+    cos: &[f32],
+    sin: &[f32],
+    seq: usize,
+    d: usize,
+) -> Result<Vec<f32>> {
+    let plane = seq
+        .checked_mul(d)
+        .filter(|_| d > 0 && d.is_multiple_of(2))
+        .ok_or_else(|| Error::invalid("d", format!("an even head dim > 0, got {d}")))?;
+    if cos.len() != plane || sin.len() != plane {
+        return Err(Error::shape(
+            "cos/sin (seq × d)",
+            plane,
+            format!("{}/{}", cos.len(), sin.len()),
+        ));
+    }
+    if plane == 0 || !x.len().is_multiple_of(plane) {
+        return Err(Error::shape(
+            "x (planes × seq × d)",
+            format!("a multiple of {plane}"),
+            x.len(),
+        ));
+    }
     let h = d / 2;
     // q * cos
     let a: Vec<f32> = x
@@ -50,5 +71,5 @@ pub fn apply_rotary_pos_emb(x: &[f32], cos: &[f32], sin: &[f32], seq: usize, d: 
         .map(|(i, &v)| v * sin[i % plane])
         .collect();
     // sum
-    a.iter().zip(&b).map(|(p, q)| p + q).collect()
+    Ok(a.iter().zip(&b).map(|(p, q)| p + q).collect())
 }

@@ -226,17 +226,17 @@ pub fn kshift_inplace<T: Element>(
     let mut distinct: Vec<i64> = deltas.iter().copied().filter(|&d| d != 0).collect();
     distinct.sort_unstable();
     distinct.dedup();
+    if pairs == 0 || distinct.is_empty() {
+        return Ok(());
+    }
     let mut cos = vec![0.0f32; distinct.len() * pairs];
     let mut sin = vec![0.0f32; distinct.len() * pairs];
     for ((&d, c), s) in distinct
         .iter()
-        .zip(cos.chunks_exact_mut(pairs.max(1)))
-        .zip(sin.chunks_exact_mut(pairs.max(1)))
+        .zip(cos.chunks_exact_mut(pairs))
+        .zip(sin.chunks_exact_mut(pairs))
     {
         trig::cos_sin_row(&freqs.inv_freq, d as f64, 1.0, c, s);
-    }
-    if pairs == 0 || distinct.is_empty() {
-        return Ok(());
     }
     let cells_per_task = (TASK_ELEMENTS / width).max(1);
     let work = |(ds, cells): (&[i64], &mut [T])| {
