@@ -15,13 +15,16 @@ VENV="$CACHE/llama-cpp-$VERSION"
 PY="$VENV/bin/python"
 STAMP="$VENV/.posenc-installed"
 
+mkdir -p "$CACHE"
+# One install at a time: a second caller waits here, then finds the finished environment.
+exec 9>"$CACHE/.llama-cpp-$VERSION.lock"
+flock 9
 if [ -f "$STAMP" ] && "$PY" -c 'import llama_cpp, llama_cpp.server' >/dev/null 2>&1; then
   echo "$PY"
   exit 0
 fi
 
 PYTHON=${PYTHON_FOR_VENV:-python3}
-mkdir -p "$CACHE"
 rm -rf "$VENV"
 "$PYTHON" -m venv "$VENV" >&2
 "$PY" -m pip install --quiet --upgrade pip >&2
