@@ -12,6 +12,9 @@ if ./target/release/posenc model --help >/dev/null 2>&1 && ./target/release/pose
   ./target/release/posenc model fetch
 fi
 
+echo "== MKL kernels (hf precision mode reproduces torch's cos/sin with them)"
+scripts/install-mkl.sh >/dev/null
+
 echo "== cargo test (release)"
 cargo test --release --workspace --locked
 

@@ -23,6 +23,10 @@ pub struct AlibiArgs {
     /// `exact` (the paper's slopes in f64) or `hf` (BLOOM's float32 slopes, bit for bit).
     #[arg(long, default_value = "exact")]
     precision: String,
+    /// The machine whose torch arithmetic `hf` reproduces: avx512, avx2 (Intel), amd-avx512,
+    /// amd-avx2, default (no vector ISA), or detect (this machine).
+    #[arg(long, default_value = "detect")]
+    hf_cpu: String,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -91,7 +95,7 @@ fn check_printable(what: &str, count: usize) -> anyhow::Result<()> {
 pub fn alibi(args: AlibiArgs) -> anyhow::Result<i32> {
     let slopes: Vec<f64> = match args.precision.as_str() {
         "exact" => posenc::alibi::slopes(args.heads)?,
-        "hf" => posenc::alibi::slopes_bloom_f32(args.heads)?
+        "hf" => posenc::alibi::slopes_bloom_f32(args.heads, args.hf_cpu.parse()?)?
             .into_iter()
             .map(f64::from)
             .collect(),

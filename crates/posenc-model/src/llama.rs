@@ -386,7 +386,7 @@ impl Llama {
         let rope = RopeSetup {
             params,
             layout: RopeLayout::Interleaved,
-            precision: Precision::Hf,
+            precision: Precision::hf(),
         };
         Ok(Llama {
             config,

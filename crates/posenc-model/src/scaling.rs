@@ -146,7 +146,7 @@ pub fn parse_spec(spec: &str, model: &RopeParams) -> Result<RopeParams> {
         if parsed
             .warnings
             .iter()
-            .any(|w| w.key == path && w.message.starts_with("present but unused"))
+            .any(|w| w.key == path && w.message.starts_with("unrecognized"))
         {
             return Err(Error::invalid(
                 format!("--rope-scaling {key}"),
@@ -269,28 +269,9 @@ pub fn describe(params: &RopeParams) -> String {
     }
 }
 
-/// The context length a scaling aims at: the model's context times the scaling's factor
-/// (the model's context for `none`, dynamic's factor counts too).
+/// The context length a scaling aims at ([`RopeParams::contexts`], the rule every report uses).
 pub fn target_context(params: &RopeParams) -> usize {
-    let ctx = params.max_position_embeddings as f64;
-    let t = match &params.scaling {
-        RopeScaling::Default => ctx,
-        RopeScaling::Linear { factor }
-        | RopeScaling::Ntk { factor }
-        | RopeScaling::Dynamic { factor }
-        | RopeScaling::Proportional { factor, .. } => ctx * factor,
-        RopeScaling::Yarn(y) => y.original_max_position_embeddings as f64 * y.factor,
-        RopeScaling::Llama3(l) => l.original_max_position_embeddings as f64 * l.factor,
-        RopeScaling::LongRope(l) => match l.factor {
-            Some(f) => l.original_max_position_embeddings as f64 * f,
-            None => ctx,
-        },
-    };
-    if t.is_finite() && t >= 1.0 {
-        t.min(usize::MAX as f64 / 2.0) as usize
-    } else {
-        params.max_position_embeddings
-    }
+    params.contexts().target
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@
 //! that of an equal-score key at distance 0.
 
 use crate::error::check_cap;
+use crate::torch_f32::HfCpu;
 use crate::{Error, PositionEntry, Result};
 
 /// ALiBi adds its bias to the attention scores, before softmax.
@@ -64,32 +65,33 @@ pub fn slopes(num_heads: usize) -> Result<Vec<f64>> {
     Ok(out)
 }
 
-/// The slopes as BLOOM's `build_alibi_tensor` computes them, bit for bit: `base = 2^(-8/p)`
-/// rounded to f32, slopes `torch.pow(base, [1 .. p])`, then `extra_base = 2^(-4/p)` (rounded to
-/// f32) to the odd powers `1, 3, ..` for the remaining `n - p` heads.
+/// The slopes as BLOOM's `build_alibi_tensor` computes them on the machine `cpu`, bit for bit:
+/// `base = 2^(-8/p)` rounded to f32, slopes `torch.pow(base, [1 .. p])`, then
+/// `extra_base = 2^(-4/p)` (rounded to f32) to the odd powers `1, 3, ..` for the remaining
+/// `n - p` heads, in a second `pow`.
 ///
-/// The powers go through torch's float32 CPU `pow` (SLEEF `powf_u10`, reproduced in the
-/// crate's `torch_f32` module), which is not correctly rounded: a correctly rounded power differs
-/// from BLOOM's in the last bit for 2 of the 133 values of the shared fixture (16 heads, head 12;
-/// 32 heads, head 14); this function matches all 133. Caveat (as for RoPE's `hf` mode): torch
-/// computes a tail shorter than its vector block (16 floats with AVX2) with the correctly
-/// rounded scalar `std::pow`; that machine-dependent split is not modelled here.
+/// Each `pow` goes through torch's float32 CPU loop ([`crate::torch_f32::pow_scalar_base`]):
+/// whole blocks of two vectors through SLEEF's `powf_u10`, the rest through glibc's `powf`. Both
+/// round differently from the true power, so the split decides the last bit: on AVX-512, 8 heads
+/// use glibc for every slope and 64 heads SLEEF for every slope.
 ///
 /// These differ from the exact [`slopes`] by a few f32 ulps (up to about 5e-7 relative for 32
 /// heads), because the rounded base is raised to a power.
 ///
 /// Errors: as [`slopes`].
-pub fn slopes_bloom_f32(num_heads: usize) -> Result<Vec<f32>> {
-    use crate::torch_f32::powf;
+pub fn slopes_bloom_f32(num_heads: usize, cpu: HfCpu) -> Result<Vec<f32>> {
+    use crate::torch_f32::pow_scalar_base;
     check_heads(num_heads)?;
     let p = floor_pow2(num_heads);
     // Python: 2 ** (-(2 ** -(math.log2(p) - 3))) = 2^(-8/p), a double, then torch.tensor(.., float32).
     let base = (-8.0 / p as f64).exp2() as f32;
-    let mut out: Vec<f32> = (1..=p).map(|k| powf(base, k as f32)).collect();
+    let powers: Vec<f32> = (1..=p).map(|k| k as f32).collect();
+    let mut out = pow_scalar_base(cpu, base, &powers);
     let rest = num_heads - p;
     if rest > 0 {
         let extra_base = (-4.0 / p as f64).exp2() as f32;
-        out.extend((0..rest).map(|k| powf(extra_base, (2 * k + 1) as f32)));
+        let odd: Vec<f32> = (0..rest).map(|k| (2 * k + 1) as f32).collect();
+        out.extend(pow_scalar_base(cpu, extra_base, &odd));
     }
     Ok(out)
 }

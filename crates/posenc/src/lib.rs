@@ -45,7 +45,7 @@ pub mod nope;
 pub mod relative;
 pub mod rope;
 pub mod sinusoidal;
-mod torch_f32;
+pub mod torch_f32;
 
 pub use error::{Error, Result};
 

@@ -39,10 +39,16 @@
 use std::f64::consts::TAU;
 
 use crate::error::{check_cap, check_positive};
+use crate::torch_f32;
+pub use crate::torch_f32::HfCpu;
 use crate::{Error, PositionEntry, Result};
 
 /// RoPE rotates queries and keys.
 pub const ENTRY: PositionEntry = PositionEntry::QueryKey;
+
+/// Largest inverse frequency accepted (radians per position); larger ones (a denormal factor,
+/// say) would make angles overflow.
+pub const MAX_INV_FREQ: f64 = 1e15;
 
 /// Largest number of table entries (rows × pairs) one call may build.
 pub const MAX_TABLE_ENTRIES: u64 = 1 << 26;
@@ -61,16 +67,38 @@ pub enum RopeLayout {
 }
 
 /// Arithmetic used to build inverse frequencies and cos/sin values.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
+///
+/// Serialized as `"exact"` or `"hf:PROFILE"` (for example `"hf:avx512"`); parsed from those,
+/// and from `"hf"` (this machine's profile, [`HfCpu::detect`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Precision {
     /// f64 frequencies and angles, angle reduced mod 2π in f64, stored f32.
     #[default]
     Exact,
-    /// Hugging Face's float32 arithmetic, for bit-level comparisons.
-    Hf,
+    /// What the Hugging Face model module computes in float32 on the given machine, bit for
+    /// bit (see [`crate::torch_f32`]).
+    Hf(HfCpu),
+}
+
+impl Precision {
+    /// `hf` mode for this machine.
+    pub fn hf() -> Precision {
+        Precision::Hf(HfCpu::detect())
+    }
+
+    /// Whether this is an `hf` mode.
+    pub fn is_hf(self) -> bool {
+        matches!(self, Precision::Hf(_))
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Precision::Exact => f.write_str("exact"),
+            Precision::Hf(cpu) => write!(f, "hf:{cpu}"),
+        }
+    }
 }
 
 impl std::str::FromStr for Precision {
@@ -78,12 +106,28 @@ impl std::str::FromStr for Precision {
     fn from_str(s: &str) -> Result<Self> {
         match s {
             "exact" => Ok(Precision::Exact),
-            "hf" => Ok(Precision::Hf),
-            _ => Err(Error::invalid(
-                "precision",
-                format!("`exact` or `hf`, got `{s}`"),
-            )),
+            "hf" => Ok(Precision::hf()),
+            _ => match s.strip_prefix("hf:") {
+                Some(cpu) => Ok(Precision::Hf(cpu.parse()?)),
+                None => Err(Error::invalid(
+                    "precision",
+                    format!("`exact`, `hf` or `hf:PROFILE`, got `{s}`"),
+                )),
+            },
         }
+    }
+}
+
+impl serde::Serialize for Precision {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Precision {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -137,6 +181,13 @@ pub struct LongRopeParams {
     pub attention_factor: Option<f64>,
     /// Context length the model was pre-trained with.
     pub original_max_position_embeddings: usize,
+    /// PhiMoE: factor on cos/sin up to the original context (instead of the attention factor).
+    #[serde(default)]
+    pub short_mscale: Option<f64>,
+    /// PhiMoE: factor on cos/sin past the original context. With both mscales set, the
+    /// frequencies always come from `short_factor`, as PhiMoE's rotary module computes them.
+    #[serde(default)]
+    pub long_mscale: Option<f64>,
 }
 
 /// Llama 3.1 wavelength-band scaling parameters.
@@ -215,12 +266,56 @@ pub struct RopeParams {
     pub base: f64,
     /// Size of one attention head.
     pub head_dim: usize,
-    /// Number of rotated dimensions (even, ≤ `head_dim`); `head_dim · partial_rotary_factor`.
+    /// HF's `dim`: `int(head_dim · partial_rotary_factor)`, ≤ `head_dim`. The frequency exponents
+    /// are `2i / rotary_dim` for `i < ceil(rotary_dim / 2)` ([`RopeParams::pairs`]), so an odd
+    /// partial width (HF accepts one) rotates `rotary_dim + 1` dimensions.
     pub rotary_dim: usize,
     /// `max_position_embeddings` of the config (used by dynamic NTK, YaRN and LongRoPE defaults).
     pub max_position_embeddings: usize,
     /// The scaling method.
     pub scaling: RopeScaling,
+}
+
+/// Where a context length of [`ScalingContexts`] comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum ContextSource {
+    /// The scaling's `original_max_position_embeddings` (YaRN, Llama 3, LongRoPE).
+    #[serde(rename = "original_max_position_embeddings")]
+    OriginalMaxPositionEmbeddings,
+    /// The config's `max_position_embeddings`.
+    #[serde(rename = "max_position_embeddings")]
+    MaxPositionEmbeddings,
+    /// The training context times the scaling's factor.
+    #[serde(rename = "training context × factor")]
+    TrainingTimesFactor,
+    /// Given by the caller (`--original` / `--context`).
+    #[serde(rename = "override")]
+    Override,
+}
+
+impl ContextSource {
+    /// The name used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            ContextSource::OriginalMaxPositionEmbeddings => "original_max_position_embeddings",
+            ContextSource::MaxPositionEmbeddings => "max_position_embeddings",
+            ContextSource::TrainingTimesFactor => "training context × factor",
+            ContextSource::Override => "override",
+        }
+    }
+}
+
+/// The context a model was trained with and the one a scaling aims at ([`RopeParams::contexts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ScalingContexts {
+    /// Pre-training context length.
+    pub training: usize,
+    /// Where `training` comes from.
+    pub training_from: ContextSource,
+    /// Context the scaled model is meant for.
+    pub target: usize,
+    /// Where `target` comes from.
+    pub target_from: ContextSource,
 }
 
 /// Per-pair inverse frequencies and the attention factor that multiplies cos and sin.
@@ -267,24 +362,104 @@ impl RopeParams {
         Ok(params)
     }
 
+    /// The scaling's context factor, if it has one (LongRoPE without `factor`:
+    /// `max_position_embeddings / original_max_position_embeddings`, as HF).
+    pub fn factor(&self) -> Option<f64> {
+        match &self.scaling {
+            RopeScaling::Default => None,
+            RopeScaling::Linear { factor }
+            | RopeScaling::Ntk { factor }
+            | RopeScaling::Dynamic { factor }
+            | RopeScaling::Proportional { factor, .. } => Some(*factor),
+            RopeScaling::Yarn(y) => Some(y.factor),
+            RopeScaling::Llama3(l) => Some(l.factor),
+            RopeScaling::LongRope(l) => Some(l.factor.unwrap_or(
+                self.max_position_embeddings as f64 / l.original_max_position_embeddings as f64,
+            )),
+        }
+    }
+
+    /// Training and target context of this setup, the one rule every report uses: training is
+    /// the scaling's `original_max_position_embeddings` when it names one, else
+    /// `max_position_embeddings` (HF's convention for linear and dynamic scaling); target is
+    /// training × factor when that is larger than `max_position_embeddings`, else
+    /// `max_position_embeddings`.
+    pub fn contexts(&self) -> ScalingContexts {
+        let named = match &self.scaling {
+            RopeScaling::Yarn(y) => Some(y.original_max_position_embeddings),
+            RopeScaling::Llama3(l) => Some(l.original_max_position_embeddings),
+            RopeScaling::LongRope(l) => Some(l.original_max_position_embeddings),
+            _ => None,
+        };
+        let (training, training_from) = match named {
+            Some(o) => (o, ContextSource::OriginalMaxPositionEmbeddings),
+            None => (
+                self.max_position_embeddings,
+                ContextSource::MaxPositionEmbeddings,
+            ),
+        };
+        let scaled = self
+            .factor()
+            .filter(|f| f.is_finite() && *f > 1.0)
+            .map(|f| (training as f64 * f).round().min(usize::MAX as f64 / 2.0) as usize);
+        let (target, target_from) = match scaled {
+            Some(s) if s > self.max_position_embeddings => (s, ContextSource::TrainingTimesFactor),
+            _ => (
+                self.max_position_embeddings,
+                ContextSource::MaxPositionEmbeddings,
+            ),
+        };
+        ScalingContexts {
+            training,
+            training_from,
+            target,
+            target_from,
+        }
+    }
+
+    /// Number of rotated pairs: `ceil(rotary_dim / 2)`, as HF's `arange(0, dim, 2)`.
+    pub fn pairs(&self) -> usize {
+        self.rotary_dim.div_ceil(2)
+    }
+
     /// Checks every field; called by [`RopeParams::frequencies`].
     pub fn validate(&self) -> Result<()> {
-        check_positive("rope_theta", self.base)?;
+        check_positive("rope_theta", self.base).map_err(|_| {
+            Error::invalid(
+                "rope_theta",
+                format!(
+                    "a number > 1, got {} (HF accepts it but computes infinite or NaN frequencies)",
+                    self.base
+                ),
+            )
+        })?;
         if self.base <= 1.0 {
             return Err(Error::invalid(
                 "rope_theta",
-                format!("a number > 1, got {}", self.base),
+                format!(
+                    "a number > 1, got {} (HF accepts it but every frequency is then >= 1 and no pair \
+                     resolves long distances)",
+                    self.base
+                ),
             ));
         }
         if self.head_dim == 0 {
             return Err(Error::invalid("head_dim", "a positive integer, got 0"));
         }
-        if self.rotary_dim == 0 || !self.rotary_dim.is_multiple_of(2) {
+        if self.rotary_dim == 0 {
+            return Err(Error::invalid(
+                "rotary_dim",
+                "a number > 0, got 0 (head_dim × partial_rotary_factor)",
+            ));
+        }
+        // HF rounds an odd partial width up (arange(0, dim, 2) has ceil(dim/2) entries); an odd
+        // width over the whole head cannot be rotated, and HF refuses it too.
+        if 2 * self.pairs() > self.head_dim {
             return Err(Error::invalid(
                 "rotary_dim",
                 format!(
-                    "an even number > 0, got {} (head_dim × partial_rotary_factor)",
-                    self.rotary_dim
+                    "an even number <= head_dim = {}, got {} (an odd head cannot be rotated in pairs)",
+                    self.head_dim, self.rotary_dim
                 ),
             ));
         }
@@ -298,7 +473,7 @@ impl RopeParams {
             ));
         }
         check_cap("head_dim", self.head_dim as u64, 1 << 16)?;
-        let half = self.rotary_dim / 2;
+        let half = self.pairs();
         match &self.scaling {
             RopeScaling::Default => {}
             RopeScaling::Linear { factor }
@@ -307,6 +482,16 @@ impl RopeParams {
                 check_positive("factor", *factor)?;
             }
             RopeScaling::Yarn(y) => {
+                if !self.rotary_dim.is_multiple_of(2) {
+                    return Err(Error::invalid(
+                        "partial_rotary_factor",
+                        format!(
+                            "a factor giving an even rotary dim for yarn, got {} (HF fails too: its \
+                             ramp has dim // 2 entries and its frequencies ceil(dim / 2))",
+                            self.rotary_dim
+                        ),
+                    ));
+                }
                 check_positive("factor", y.factor)?;
                 check_positive("beta_fast", y.beta_fast)?;
                 check_positive("beta_slow", y.beta_slow)?;
@@ -400,15 +585,40 @@ impl RopeParams {
         self.validate()?;
         let (inv_freq, attention_factor) = match precision {
             Precision::Exact => self.frequencies_f64(seq_len),
-            Precision::Hf => {
-                let (f, a) = self.frequencies_hf(seq_len);
+            Precision::Hf(cpu) => {
+                let (f, a) = self.frequencies_hf(seq_len, cpu);
                 (f.into_iter().map(f64::from).collect(), a)
             }
         };
-        if let Some(bad) = inv_freq.iter().find(|f| !f.is_finite() || **f < 0.0) {
+        // Every non-finite result is an error naming the parameter that caused it (a denormal
+        // factor, for example, makes 1 / (factor · base^x) infinite).
+        let culprit = match &self.scaling {
+            RopeScaling::Default => "rope_theta",
+            RopeScaling::LongRope(_) => "short_factor / long_factor",
+            _ => "factor",
+        };
+        // Above MAX_INV_FREQ an angle overflows f64 (and float32) long before any real position.
+        if let Some(bad) = inv_freq
+            .iter()
+            .find(|f| !f.is_finite() || **f < 0.0 || **f > MAX_INV_FREQ)
+        {
             return Err(Error::invalid(
-                "rope parameters",
-                format!("finite frequencies, got {bad}"),
+                culprit,
+                format!("a value giving finite inverse frequencies of at most {MAX_INV_FREQ:e}, got one of {bad:e}"),
+            ));
+        }
+        if !(attention_factor.is_finite() && attention_factor > 0.0) {
+            let culprit = match &self.scaling {
+                RopeScaling::Yarn(y) if y.attention_factor.is_some() => "attention_factor",
+                RopeScaling::LongRope(l) if l.attention_factor.is_some() => "attention_factor",
+                RopeScaling::Yarn(_) => "factor / mscale / mscale_all_dim",
+                _ => "factor",
+            };
+            return Err(Error::invalid(
+                culprit,
+                format!(
+                    "a value giving a finite, positive attention factor, got {attention_factor}"
+                ),
             ));
         }
         Ok(RopeFrequencies {
@@ -428,7 +638,7 @@ impl RopeParams {
 
     fn frequencies_f64(&self, seq_len: Option<usize>) -> (Vec<f64>, f64) {
         let d = self.rotary_dim;
-        let half = d / 2;
+        let half = self.pairs();
         let base = self.base;
         let dd = d as f64;
         match &self.scaling {
@@ -496,7 +706,7 @@ impl RopeParams {
                     .collect();
                 (
                     inv,
-                    longrope_attention_factor(l, self.max_position_embeddings),
+                    longrope_scale(l, self.max_position_embeddings, seq_len),
                 )
             }
             RopeScaling::Proportional {
@@ -520,23 +730,26 @@ impl RopeParams {
     }
 
     /// The same computations in float32, in the operation order of `transformers`'
-    /// `modeling_rope_utils.py` (scalars from Python are doubles, tensors are float32).
-    fn frequencies_hf(&self, seq_len: Option<usize>) -> (Vec<f32>, f64) {
+    /// `modeling_rope_utils.py` and of the model's rotary module (scalars from Python are
+    /// doubles, tensors are float32), with torch's CPU `pow` on `cpu`.
+    fn frequencies_hf(&self, seq_len: Option<usize>, cpu: HfCpu) -> (Vec<f32>, f64) {
         let d = self.rotary_dim;
-        let half = d / 2;
+        let half = self.pairs();
         // `base ** (torch.arange(0, dim, 2).float() / dim)`: the base becomes float32 and torch's
-        // CPU kernel evaluates the power with SLEEF's (not correctly rounded) `powf_u10`.
-        let pow_freqs = |base: f64, denom: usize, count: usize| -> Vec<f32> {
-            (0..count)
-                .map(|i| crate::torch_f32::powf(base as f32, (2 * i) as f32 / denom as f32))
-                .collect()
+        // CPU kernel evaluates the powers with SLEEF's `powf_u10` in blocks, glibc for the rest.
+        let pow_freqs_f32 = |base: f32, denom: usize, count: usize| -> Vec<f32> {
+            let exps: Vec<f32> = (0..count).map(|i| (2 * i) as f32 / denom as f32).collect();
+            torch_f32::pow_scalar_base(cpu, base, &exps)
         };
-        let default = |base: f64| -> Vec<f32> {
-            pow_freqs(base, d, half)
+        let pow_freqs =
+            |base: f64, denom: usize, count: usize| pow_freqs_f32(base as f32, denom, count);
+        let default_f32 = |base: f32| -> Vec<f32> {
+            pow_freqs_f32(base, d, half)
                 .into_iter()
                 .map(|p| 1.0f32 / p)
                 .collect()
         };
+        let default = |base: f64| default_f32(base as f32);
         match &self.scaling {
             RopeScaling::Default => (default(self.base), 1.0),
             RopeScaling::Linear { factor } => (
@@ -550,16 +763,23 @@ impl RopeParams {
                 let dd = d as f64;
                 (default(self.base * factor.powf(dd / (dd - 2.0))), 1.0)
             }
-            RopeScaling::Dynamic { factor } => (
-                default(dynamic_base(
-                    self.base,
-                    *factor,
-                    d,
-                    self.max_position_embeddings,
-                    seq_len,
-                )),
-                1.0,
-            ),
+            RopeScaling::Dynamic { factor } => {
+                let max_pos = self.max_position_embeddings;
+                match seq_len {
+                    // The module grows its frequencies only past the cached length; the new base
+                    // is then computed from `seq_len` as a tensor, in float32.
+                    Some(s) if s > max_pos => (
+                        default_f32(dynamic_base_f32(self.base, *factor, d, max_pos, s)),
+                        1.0,
+                    ),
+                    // At initialisation `ROPE_INIT_FUNCTIONS` gets `max_position_embeddings` as a
+                    // Python int: the base is a double.
+                    _ => (
+                        default(dynamic_base(self.base, *factor, d, max_pos, None)),
+                        1.0,
+                    ),
+                }
+            }
             RopeScaling::Yarn(y) => {
                 let (low, high) = yarn_correction_range(y, d, self.base);
                 let pos = pow_freqs(self.base, d, half);
@@ -611,7 +831,7 @@ impl RopeParams {
                     .collect();
                 (
                     inv,
-                    longrope_attention_factor(l, self.max_position_embeddings),
+                    longrope_scale(l, self.max_position_embeddings, seq_len),
                 )
             }
             RopeScaling::Proportional {
@@ -634,6 +854,17 @@ fn dynamic_base(base: f64, factor: f64, d: usize, max_pos: usize, seq_len: Optio
     let seq = seq_len.map_or(max_pos_f, |s| (s as f64).max(max_pos_f));
     let dd = d as f64;
     base * ((factor * seq / max_pos_f) - (factor - 1.0)).powf(dd / (dd - 2.0))
+}
+
+/// The dynamic-NTK base as the model's rotary module computes it when a forward pass sees a
+/// sequence of `seq_len > max_pos` tokens: `seq_len` is then an int64 tensor, so
+/// `factor · seq_len / max_pos - (factor - 1)` is float32, raised to the double `d / (d - 2)`
+/// by torch's scalar `pow` (in double), and multiplied by the base in float32.
+pub fn dynamic_base_f32(base: f64, factor: f64, d: usize, max_pos: usize, seq_len: usize) -> f32 {
+    let seq = seq_len.max(max_pos) as f32;
+    let t = (factor as f32 * seq) / max_pos as f32 - (factor - 1.0) as f32;
+    let dd = d as f64;
+    base as f32 * torch_f32::pow_f32_by_f64(t, dd / (dd - 2.0))
 }
 
 /// YaRN's `get_mscale`: `0.1 · mscale · ln(scale) + 1` for `scale > 1`, else 1.
@@ -694,11 +925,31 @@ pub fn llama3_wavelength_bounds(l: &Llama3Params) -> (f64, f64) {
     (old / l.low_freq_factor, old / l.high_freq_factor)
 }
 
-/// The LongRoPE factor list in force for `seq_len`: long past the original context, else short.
+/// The LongRoPE factor list in force for `seq_len`: long past the original context, else short
+/// (PhiMoE, with its mscales set, always uses the short list).
 pub fn longrope_factors(l: &LongRopeParams, seq_len: Option<usize>) -> &[f64] {
+    if l.short_mscale.is_some() && l.long_mscale.is_some() {
+        return &l.short_factor;
+    }
     match seq_len {
         Some(s) if s > l.original_max_position_embeddings => &l.long_factor,
         _ => &l.short_factor,
+    }
+}
+
+/// The factor on cos/sin for `seq_len`: PhiMoE's `short_mscale`/`long_mscale` when set, else
+/// [`longrope_attention_factor`].
+pub fn longrope_scale(
+    l: &LongRopeParams,
+    max_position_embeddings: usize,
+    seq_len: Option<usize>,
+) -> f64 {
+    match (l.short_mscale, l.long_mscale) {
+        (Some(short), Some(long)) => match seq_len {
+            Some(s) if s > l.original_max_position_embeddings => long,
+            _ => short,
+        },
+        _ => longrope_attention_factor(l, max_position_embeddings),
     }
 }
 
@@ -731,17 +982,35 @@ pub fn cos_sin_row(
         Precision::Exact => {
             fill_f64_row(freqs, position as f64, freqs.attention_factor, cos, sin);
         }
-        Precision::Hf => {
-            // HF: float32 positions times float32 inv_freq, float32 cos/sin, times the factor in float32.
-            let a = freqs.attention_factor as f32;
-            let p = position as f32;
-            for ((c, s), &f) in cos.iter_mut().zip(sin.iter_mut()).zip(&freqs.inv_freq) {
-                let angle = p * f as f32;
-                // cos/sin of the float32 angle, correctly rounded to float32.
-                let (sv, cv) = (angle as f64).sin_cos();
-                *c = cv as f32 * a;
-                *s = sv as f32 * a;
-            }
+        Precision::Hf(cpu) => hf_rows(freqs, cpu, &[position], cos, sin)?,
+    }
+    Ok(())
+}
+
+/// `hf` rows for `positions`, row-major, as the model's rotary module computes them: float32
+/// positions times float32 `inv_freq` (the `inv_freq @ position_ids` product has one term, so
+/// one rounding), torch's float32 `cos`/`sin` of that angle ([`torch_f32::hf_cos_sin`]), times
+/// the attention factor rounded to float32. Elementwise, so rows do not depend on each other.
+fn hf_rows(
+    freqs: &RopeFrequencies,
+    cpu: HfCpu,
+    positions: &[u64],
+    cos: &mut [f32],
+    sin: &mut [f32],
+) -> Result<()> {
+    let inv: Vec<f32> = freqs.inv_freq.iter().map(|&f| f as f32).collect();
+    let angles: Vec<f32> = positions
+        .iter()
+        .flat_map(|&p| {
+            let p = p as f32;
+            inv.iter().map(move |&f| p * f)
+        })
+        .collect();
+    torch_f32::hf_cos_sin(cpu, &angles, cos, sin)?;
+    let a = freqs.attention_factor as f32;
+    if a != 1.0 {
+        for v in cos.iter_mut().chain(sin.iter_mut()) {
+            *v *= a;
         }
     }
     Ok(())
@@ -807,7 +1076,9 @@ impl RopeTable {
         )?;
         let mut cos = vec![0.0f32; positions.len() * pairs];
         let mut sin = vec![0.0f32; positions.len() * pairs];
-        if pairs > 0 {
+        if let Precision::Hf(cpu) = freqs.precision {
+            hf_rows(freqs, cpu, positions, &mut cos, &mut sin)?;
+        } else if pairs > 0 {
             for ((&p, c), s) in positions
                 .iter()
                 .zip(cos.chunks_exact_mut(pairs))

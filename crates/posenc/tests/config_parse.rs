@@ -62,7 +62,7 @@ fn v5_per_layer_rope_parameters() {
 #[test]
 fn gemma3_local_base() {
     let cfg = parse_config(
-        r#"{"head_dim": 256, "num_attention_heads": 8, "hidden_size": 2560, "max_position_embeddings": 131072,
+        r#"{"model_type": "gemma3_text", "head_dim": 256, "num_attention_heads": 8, "hidden_size": 2560, "max_position_embeddings": 131072,
             "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0,
             "rope_scaling": {"rope_type": "linear", "factor": 8.0}}"#,
     )
@@ -75,9 +75,15 @@ fn gemma3_local_base() {
 
 #[test]
 fn legacy_forms_and_rotary_width() {
-    // GPT-NeoX: rotary_pct.
+    // GPT-NeoX: rotary_pct (and its base in rotary_emb_base; rope_theta is not read).
+    let cfg = parse_config(r#"{"model_type": "gpt_neox", "hidden_size": 2048, "num_attention_heads": 16, "rotary_pct": 0.5, "rope_theta": 500}"#).unwrap();
+    assert_eq!(cfg.params().rotary_dim, 64);
+    assert_eq!(cfg.params().base, 10000.0);
+    assert!(cfg.warnings.iter().any(|w| w.key == "rope_theta"));
+    // Without model_type (Llama's rules), rotary_pct is not read.
     let cfg = parse_config(r#"{"hidden_size": 2048, "num_attention_heads": 16, "rotary_pct": 0.25, "rope_theta": 10000}"#).unwrap();
-    assert_eq!(cfg.params().rotary_dim, 32);
+    assert_eq!(cfg.params().rotary_dim, 128);
+    assert!(cfg.warnings.iter().any(|w| w.key == "rotary_pct"));
     // head_dim wins over hidden_size / heads (Gemma, SmolLM2).
     let cfg = parse_config(
         r#"{"hidden_size": 576, "num_attention_heads": 9, "head_dim": 64, "rope_theta": 100000}"#,
@@ -91,11 +97,10 @@ fn legacy_forms_and_rotary_width() {
 
 #[test]
 fn missing_and_bad_keys_are_errors_naming_them() {
-    let err = parse_config(r#"{"num_attention_heads": 8}"#).unwrap_err();
-    assert!(
-        matches!(&err, Error::MissingKey { key, .. } if key == "hidden_size"),
-        "{err}"
-    );
+    // A missing hidden_size takes the class default, as in HF, and the report says so.
+    let cfg = parse_config(r#"{"model_type": "llama", "num_attention_heads": 8}"#).unwrap();
+    assert_eq!(cfg.head_dim, 4096 / 8);
+    assert_eq!(cfg.defaults["hidden_size"], "llama default");
     let err = parse_config(r#"{"hidden_size": 512, "num_attention_heads": 8, "rope_scaling": {"rope_type": "linear"}}"#).unwrap_err();
     assert!(err.to_string().contains("rope_scaling.factor"), "{err}");
     let err = parse_config(r#"{"hidden_size": 512, "num_attention_heads": 8, "rope_scaling": {"rope_type": "linear", "factor": -2}}"#).unwrap_err();
@@ -103,12 +108,22 @@ fn missing_and_bad_keys_are_errors_naming_them() {
         err.to_string().contains("factor") && err.to_string().contains("-2"),
         "{err}"
     );
-    // Odd rotary dimension: 64 * 0.3 = 19.2 -> 19.
-    let err = parse_config(
-        r#"{"hidden_size": 512, "num_attention_heads": 8, "partial_rotary_factor": 0.3}"#,
-    )
-    .unwrap_err();
+    // An odd head rotated in full (HF refuses it too): head_dim 7.
+    let err = parse_config(r#"{"hidden_size": 35, "num_attention_heads": 5}"#).unwrap_err();
     assert!(err.to_string().contains("rotary_dim"), "{err}");
+    // An odd partial width is rounded up as HF does: 64 * 0.3 = 19 -> 10 pairs.
+    let cfg = parse_config(
+        r#"{"model_type": "phi", "hidden_size": 512, "num_attention_heads": 8, "partial_rotary_factor": 0.3}"#,
+    )
+    .unwrap();
+    assert_eq!(cfg.params().rotary_dim, 19);
+    assert_eq!(
+        cfg.params()
+            .frequencies(None, Precision::Exact)
+            .unwrap()
+            .pairs(),
+        10
+    );
     let err = parse_config(r#"{"hidden_size": 512, "num_attention_heads": 0}"#).unwrap_err();
     assert!(err.to_string().contains("num_attention_heads"), "{err}");
     let err = parse_config(r#"{"hidden_size": 512, "num_attention_heads": 8, "rope_scaling": {"rope_type": "llama3", "factor": 8.0,
@@ -143,7 +158,7 @@ fn unknown_rope_type_lists_the_known_ones() {
 
 #[test]
 fn lint_warnings() {
-    let base = r#""hidden_size": 512, "num_attention_heads": 8, "max_position_embeddings": 8192"#;
+    let base = r#""model_type": "llama", "hidden_size": 512, "num_attention_heads": 8, "max_position_embeddings": 8192"#;
     let w = warnings(&format!(
         r#"{{{base}, "rope_scaling": {{"rope_type": "linear", "factor": 0.5}}}}"#
     ));
@@ -155,8 +170,9 @@ fn lint_warnings() {
         r#"{{{base}, "rope_scaling": {{"rope_type": "linear", "factor": 2, "low_freq_factor": 1}}}}"#
     ));
     assert!(
-        w.iter()
-            .any(|w| w.contains("low_freq_factor") && w.contains("unused")),
+        w.iter().any(|w| w.contains("low_freq_factor")
+            && w.contains("unrecognized")
+            && w.contains("HF warns too")),
         "{w:?}"
     );
     let w = warnings(&format!(
@@ -164,30 +180,42 @@ fn lint_warnings() {
     ));
     assert!(w.iter().any(|w| w.contains("beta_fast")), "{w:?}");
     assert!(
-        !w.iter().any(|w| w.contains("differs from factor")),
+        !w.iter()
+            .any(|w| w.contains("differs from max_position_embeddings")),
         "8192/2048 = 4: {w:?}"
     );
     let w = warnings(&format!(
         r#"{{{base}, "rope_scaling": {{"rope_type": "yarn", "factor": 8, "original_max_position_embeddings": 2048}}}}"#
     ));
-    assert!(w.iter().any(|w| w.contains("differs from factor")), "{w:?}");
+    assert!(
+        w.iter()
+            .any(|w| w.contains("differs from max_position_embeddings")),
+        "{w:?}"
+    );
+    // Llama 3.1 as Meta publishes it: max / original = 16 differs from factor 8 by design, and HF
+    // does not warn; neither does posenc.
+    let w = warnings(
+        r#"{"model_type": "llama", "hidden_size": 4096, "num_attention_heads": 32, "max_position_embeddings": 131072,
+        "rope_theta": 500000.0, "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8192, "rope_type": "llama3"}}"#,
+    );
+    assert!(w.is_empty(), "{w:?}");
     // A clean config has no warnings.
     assert!(warnings(&format!(r#"{{{base}, "rope_theta": 10000}}"#)).is_empty());
 }
 
 #[test]
-fn longrope_list_of_wrong_length_warns_then_errors() {
-    let cfg = parse_config(
+fn longrope_list_of_wrong_length_is_an_error_naming_it() {
+    // HF warns on the length, then fails computing the frequencies; posenc refuses at once.
+    let err = parse_config(
         r#"{"hidden_size": 64, "num_attention_heads": 8, "max_position_embeddings": 4096, "original_max_position_embeddings": 1024,
             "rope_scaling": {"type": "longrope", "short_factor": [1, 1, 1], "long_factor": [1, 2, 3, 4]}}"#,
     )
-    .unwrap();
-    assert!(cfg.warnings.iter().any(|w| w.key.ends_with("short_factor")));
-    let err = cfg
-        .params()
-        .frequencies(None, Precision::Exact)
-        .unwrap_err();
-    assert!(err.to_string().contains("short_factor"), "{err}");
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("rope_scaling.short_factor"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -282,7 +310,7 @@ proptest! {
         let text = serde_json::Value::Object(root).to_string();
         if let Ok(cfg) = parse_config(&text) {
             for layer in &cfg.layers {
-                for precision in [Precision::Exact, Precision::Hf] {
+                for precision in [Precision::Exact, Precision::Hf(posenc::rope::HfCpu::Avx512)] {
                     if let Ok(f) = layer.params.frequencies(seq_len, precision) {
                         prop_assert!(f.inv_freq.iter().all(|x| x.is_finite() && *x >= 0.0));
                         prop_assert!(f.attention_factor.is_finite());
@@ -314,12 +342,23 @@ fn original_context_follows_hf_standardization() {
             "rope_scaling": {{"rope_type": "yarn", "factor": 8, "original_max_position_embeddings": 2048}}}}"#
     ));
     assert_eq!(o, 4096, "top level wins, as HF");
-    assert!(w.iter().any(|w| w.contains("HF uses 4096")), "{w:?}");
+    assert!(
+        w.iter()
+            .any(|w| w.contains("replaced by the top-level value 4096")),
+        "{w:?}"
+    );
     let (o, w) = orig(&format!(
         r#"{{{base}, "rope_scaling": {{"rope_type": "llama3", "factor": 8, "low_freq_factor": 1, "high_freq_factor": 4}}}}"#
     ));
     assert_eq!(o, 32768, "HF's default is max_position_embeddings");
-    assert!(w.iter().any(|w| w.contains("missing; HF uses")), "{w:?}");
+    let cfg = parse_config(&format!(
+        r#"{{{base}, "rope_scaling": {{"rope_type": "llama3", "factor": 8, "low_freq_factor": 1, "high_freq_factor": 4}}}}"#
+    ))
+    .unwrap();
+    assert_eq!(
+        cfg.defaults["rope_scaling.original_max_position_embeddings"],
+        "max_position_embeddings (HF's default)"
+    );
     assert!(
         w.iter()
             .any(|w| w.contains("is not below max_position_embeddings")),
@@ -368,7 +407,7 @@ fn llama3_without_blended_band_follows_hf() {
         .warnings
         .iter()
         .any(|w| w.key.ends_with("high_freq_factor")));
-    for precision in [Precision::Exact, Precision::Hf] {
+    for precision in [Precision::Exact, Precision::Hf(posenc::rope::HfCpu::Avx512)] {
         let f = cfg.params().frequencies(None, precision).unwrap();
         for (i, got) in f.inv_freq.iter().enumerate() {
             let unscaled = 500000f64.powf(-((2 * i) as f64) / 128.0);
@@ -427,23 +466,31 @@ fn text_config_and_gemma4_global_head_dim() {
     assert_eq!(sliding.scaling, RopeScaling::Default);
 }
 
-/// HF writes a top-level `partial_rotary_factor` over a block's own value.
+/// A block's own `partial_rotary_factor` wins over the top-level one (HF's `setdefault`;
+/// checked with transformers 5.25: Phi gives 16 frequencies here, head_dim 128 × 0.25).
 #[test]
-fn top_level_partial_rotary_factor_wins() {
+fn block_partial_rotary_factor_wins() {
     let cfg = parse_config(
-        r#"{"hidden_size": 512, "num_attention_heads": 4, "partial_rotary_factor": 0.5,
+        r#"{"model_type": "phi", "hidden_size": 512, "num_attention_heads": 4, "partial_rotary_factor": 0.5,
             "rope_parameters": {"rope_type": "default", "rope_theta": 10000, "partial_rotary_factor": 0.25}}"#,
     )
     .unwrap();
-    assert_eq!(cfg.params().rotary_dim, 64);
+    assert_eq!(cfg.params().rotary_dim, 32);
+    // Llama's rotary module ignores the factor for default RoPE, and posenc says so.
+    let cfg = parse_config(
+        r#"{"model_type": "llama", "hidden_size": 512, "num_attention_heads": 4,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000, "partial_rotary_factor": 0.25}}"#,
+    )
+    .unwrap();
+    assert_eq!(cfg.params().rotary_dim, 128);
     assert!(cfg
         .warnings
         .iter()
-        .any(|w| w.key.ends_with("partial_rotary_factor")));
+        .any(|w| w.key.ends_with("partial_rotary_factor") && w.message.contains("ignored")));
 }
 
-/// A per-layer YaRN block with `truncate: false`: posenc honours it, and warns that HF v5 reads
-/// `truncate` only from the top level of `rope_parameters` (so HF would truncate).
+/// A per-layer YaRN block with `truncate: false`: HF v5 reads `truncate` only from the top level
+/// of `rope_parameters`, so it truncates; posenc does as HF and says so.
 #[test]
 fn per_layer_yarn_truncate_is_linted() {
     let cfg = parse_config(
@@ -454,7 +501,7 @@ fn per_layer_yarn_truncate_is_linted() {
     )
     .unwrap();
     match &cfg.params().scaling {
-        RopeScaling::Yarn(y) => assert!(!y.truncate),
+        RopeScaling::Yarn(y) => assert!(y.truncate),
         other => panic!("{other:?}"),
     }
     assert!(cfg
@@ -544,16 +591,21 @@ fn mistral_window_applies_to_every_layer() {
         .warnings
         .iter()
         .any(|w| w.key == "sliding_window" && w.message.contains("limits nothing")));
-    // null (Mistral v0.2+) and absent: no window, no lint.
-    for extra in [r#", "sliding_window": null"#, ""] {
-        let cfg = parse_config(&format!(
+    // null (Mistral v0.2+): no window, no lint.
+    let mistral = |extra: &str| {
+        parse_config(&format!(
             r#"{{"model_type": "mistral", "hidden_size": 4096, "num_attention_heads": 32, "rope_theta": 1e6, "max_position_embeddings": 32768{extra}}}"#
         ))
-        .unwrap();
-        assert_eq!(cfg.sliding_window, None);
-        assert_eq!(windows(&cfg), named(&[("all", None)]));
-        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
-    }
+        .unwrap()
+    };
+    let cfg = mistral(r#", "sliding_window": null"#);
+    assert_eq!(cfg.sliding_window, None);
+    assert_eq!(windows(&cfg), named(&[("all", None)]));
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    // Absent: MistralConfig's default window, 4096 (checked with transformers 5.25).
+    let cfg = mistral("");
+    assert_eq!(cfg.sliding_window, Some(4096));
+    assert_eq!(cfg.defaults["sliding_window"], "mistral default");
 }
 
 /// Qwen2: `use_sliding_window: false` turns the window off (HF sets it to None); when true, the
@@ -650,6 +702,29 @@ fn bad_sliding_window_values_name_the_key() {
         match parse_config(&text) {
             Err(Error::InvalidParameter { field, .. }) => assert_eq!(field, key, "{value}"),
             other => panic!("{value}: {other:?}"),
+        }
+    }
+}
+
+/// A denormal (positive) factor makes frequencies or the attention factor non-finite: an error
+/// naming the parameter, in both precisions, never a NaN table.
+#[test]
+fn denormal_factors_are_errors_naming_the_parameter() {
+    let yarn = parse_config(
+        r#"{"model_type": "llama", "hidden_size": 512, "num_attention_heads": 8, "max_position_embeddings": 8192,
+            "rope_scaling": {"rope_type": "yarn", "factor": 2.5e-308, "original_max_position_embeddings": 4096}}"#,
+    )
+    .unwrap();
+    let longrope = parse_config(
+        r#"{"model_type": "phi3", "hidden_size": 256, "num_attention_heads": 8, "max_position_embeddings": 8192,
+            "rope_scaling": {"type": "longrope", "short_factor": [2.5e-308, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+                             "long_factor": [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]}}"#,
+    )
+    .unwrap();
+    for (cfg, key) in [(&yarn, "factor"), (&longrope, "short_factor")] {
+        for precision in [Precision::Exact, Precision::Hf(posenc::rope::HfCpu::Avx512)] {
+            let err = cfg.params().frequencies(None, precision).unwrap_err();
+            assert!(err.to_string().contains(key), "{precision}: {err}");
         }
     }
 }

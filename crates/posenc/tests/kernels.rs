@@ -41,7 +41,7 @@ fn random_freqs(rng: &mut ChaCha8Rng, pairs: usize, precision: Precision) -> Rop
             let f = 1.0 / f64::powf(base, i as f64 / pairs.max(1) as f64);
             match precision {
                 Precision::Exact => f,
-                Precision::Hf => f as f32 as f64,
+                Precision::Hf(_) => f as f32 as f64,
             }
         })
         .collect();
@@ -221,7 +221,7 @@ fn sweep<T: TestDtype>(seed: u64, cases: usize) {
         };
         let source = [Source::Table, Source::Exact, Source::Hf][rng.random_range(0..3)];
         let precision = if matches!(source, Source::Hf) {
-            Precision::Hf
+            Precision::Hf(posenc::rope::HfCpu::Avx512)
         } else {
             Precision::Exact
         };
@@ -345,7 +345,7 @@ fn tables_match_reference() {
     for case in 0..40 {
         let pairs = [1, 2, 8, 32, 64, 65][case % 6];
         let precision = if case % 4 == 3 {
-            Precision::Hf
+            Precision::Hf(posenc::rope::HfCpu::Avx512)
         } else {
             Precision::Exact
         };
@@ -368,7 +368,7 @@ fn tables_match_reference() {
             .chain(&fast.sin)
             .zip(slow.cos.iter().chain(&slow.sin))
         {
-            if precision == Precision::Hf {
+            if precision.is_hf() {
                 assert_eq!(f.to_bits(), s.to_bits(), "case {case}: hf tables differ");
             } else {
                 let tol = 3e-7 * freqs.attention_factor.max(1.0) + 1e-7;

@@ -46,7 +46,7 @@ fn inv_freq_and_attention_factor_match_hf() {
                 params.rotary_dim,
                 "{name}"
             );
-            for precision in [Precision::Exact, Precision::Hf] {
+            for precision in [Precision::Exact, Precision::Hf(posenc::rope::HfCpu::Avx512)] {
                 let got = params.frequencies(seq_len(entry), precision).unwrap();
                 assert_eq!(
                     got.rope_type,
@@ -81,7 +81,9 @@ fn hf_precision_reproduces_hf_cos_sin() {
     for (name, config, expected) in cases() {
         let params = parse_config(&config).unwrap().params().clone();
         for entry in expected.as_array().unwrap() {
-            let freqs = params.frequencies(seq_len(entry), Precision::Hf).unwrap();
+            let freqs = params
+                .frequencies(seq_len(entry), Precision::Hf(posenc::rope::HfCpu::Avx512))
+                .unwrap();
             let positions = entry["positions"].as_array().unwrap();
             for (row, p) in positions.iter().enumerate() {
                 let p = p.as_u64().unwrap();
@@ -120,7 +122,9 @@ fn exact_precision_is_exact_up_to_2_pow_20() {
             let exact = params
                 .frequencies(seq_len(entry), Precision::Exact)
                 .unwrap();
-            let hf = params.frequencies(seq_len(entry), Precision::Hf).unwrap();
+            let hf = params
+                .frequencies(seq_len(entry), Precision::Hf(posenc::rope::HfCpu::Avx512))
+                .unwrap();
             let n = exact.pairs();
             let (mut c, mut s) = (vec![0.0; n], vec![0.0; n]);
             let (mut hc, mut hs) = (vec![0.0; n], vec![0.0; n]);

@@ -1,4 +1,4 @@
-//! `Precision::Hf` reproduces Hugging Face's float32 `inv_freq` bit for bit on every golden
+//! `Precision::Hf(posenc::rope::HfCpu::Avx512)` reproduces Hugging Face's float32 `inv_freq` bit for bit on every golden
 //! fixture in `../shared/fixtures/rope` (every file, every `seq_len` entry, every pair).
 
 use posenc::config::parse_config;
@@ -36,7 +36,10 @@ fn hf_inv_freq_matches_torch_float32_bits() {
                 .iter()
                 .map(|v| v.as_f64().unwrap() as f32)
                 .collect();
-            let got = params.frequencies(seq_len, Precision::Hf).unwrap().inv_freq;
+            let got = params
+                .frequencies(seq_len, Precision::Hf(posenc::rope::HfCpu::Avx512))
+                .unwrap()
+                .inv_freq;
             assert_eq!(got.len(), want.len(), "{name} seq_len {seq_len:?}");
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                 checked += 1;

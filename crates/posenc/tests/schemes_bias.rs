@@ -1,5 +1,6 @@
 //! ALiBi (against BLOOM's slopes fixture) and NoPE.
 
+use posenc::torch_f32::HfCpu;
 use posenc::{alibi, nope, Error, PositionEntry};
 use proptest::prelude::*;
 
@@ -49,7 +50,7 @@ fn bloom_f32_slopes_match_fixture() {
     assert!(cases.len() >= 8);
     let mut total = 0;
     for (n, want) in cases {
-        let got = alibi::slopes_bloom_f32(n).unwrap();
+        let got = alibi::slopes_bloom_f32(n, HfCpu::Avx512).unwrap();
         assert_eq!(got.len(), want.len());
         for (h, (g, w)) in got.iter().zip(&want).enumerate() {
             let rel = (f64::from(*g) - w).abs() / w.abs();
@@ -60,6 +61,52 @@ fn bloom_f32_slopes_match_fixture() {
         }
     }
     assert_eq!(total, 133);
+}
+
+/// Our own fixture (scripts/hf-fixtures/alibi_slopes.py): BLOOM's slopes for 1..256 heads under
+/// each torch CPU capability. hf mode reproduces every one with the matching profile, so the
+/// vector/scalar split of torch's `pow` is modelled, not averaged away.
+#[test]
+fn bloom_f32_slopes_match_torch_for_1_to_256_heads_on_every_capability() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/alibi_bloom_slopes.json"
+    );
+    let data: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut checked = 0;
+    for (profile, cpu) in [
+        ("avx512", HfCpu::Avx512),
+        ("avx2", HfCpu::Avx2),
+        ("default", HfCpu::Default),
+    ] {
+        let bits = data["profiles"][profile]["slopes_f32_bits"]
+            .as_object()
+            .unwrap();
+        assert_eq!(bits.len(), 256, "{profile}");
+        for (n, want) in bits {
+            let n: usize = n.parse().unwrap();
+            let got = alibi::slopes_bloom_f32(n, cpu).unwrap();
+            let want: Vec<u32> = want
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_i64().unwrap() as i32 as u32)
+                .collect();
+            let got: Vec<u32> = got.iter().map(|s| s.to_bits()).collect();
+            assert_eq!(got, want, "{profile}, {n} heads");
+            checked += n;
+        }
+    }
+    assert_eq!(checked, 3 * 256 * 257 / 2);
+    // The profiles really differ: a model of one machine would not pass all three.
+    let differ = (1..=256)
+        .filter(|&n| {
+            alibi::slopes_bloom_f32(n, HfCpu::Avx512).unwrap()
+                != alibi::slopes_bloom_f32(n, HfCpu::Default).unwrap()
+        })
+        .count();
+    assert!(differ > 100, "{differ}");
 }
 
 #[test]
@@ -142,7 +189,7 @@ fn slopes_follow_the_paper_rule() {
     ));
     assert!(matches!(alibi::slopes(1025), Err(Error::TooLarge { .. })));
     assert_eq!(alibi::slopes(1024).unwrap().len(), 1024);
-    assert!(alibi::slopes_bloom_f32(0).is_err());
+    assert!(alibi::slopes_bloom_f32(0, HfCpu::Avx512).is_err());
 }
 
 #[test]

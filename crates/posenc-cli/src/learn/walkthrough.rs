@@ -524,7 +524,7 @@ fn rope_topic() -> LearnResult<Walkthrough> {
 
 fn alibi_topic() -> LearnResult<Walkthrough> {
     let slopes = alibi::slopes(8)?;
-    let bloom = alibi::slopes_bloom_f32(8)?;
+    let bloom = alibi::slopes_bloom_f32(8, posenc::rope::HfCpu::Avx512)?;
     let windows: Vec<f64> = slopes
         .iter()
         .map(|&m| alibi::effective_window(m, 0.01))
@@ -1048,7 +1048,7 @@ fn mistakes_topic() -> LearnResult<Walkthrough> {
     // 9. float32 angles at 1e6.
     let p128 = RopeParams::new(10_000.0, 128)?;
     let exact = p128.frequencies(None, Precision::Exact)?;
-    let hf = p128.frequencies(None, Precision::Hf)?;
+    let hf = p128.frequencies(None, Precision::Hf(posenc::rope::HfCpu::Avx512))?;
     let row = |f: &RopeFrequencies| -> LearnResult<Vec<f64>> {
         let (mut c, mut s) = (vec![0.0f32; 64], vec![0.0f32; 64]);
         cos_sin_row(f, 1_000_000, &mut c, &mut s)?;

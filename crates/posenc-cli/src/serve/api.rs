@@ -486,6 +486,8 @@ fn rope_setup(p: &Params) -> ApiResult<RopeParams> {
                 factor: Some(factor),
                 attention_factor: None,
                 original_max_position_embeddings: original_max,
+                short_mscale: None,
+                long_mscale: None,
             })
         }
         _ => RopeScaling::Default,
@@ -504,14 +506,9 @@ fn rope_setup(p: &Params) -> ApiResult<RopeParams> {
     })
 }
 
-/// Training length of a setup read by [`rope_setup`].
+/// Training length of a setup read by [`rope_setup`] ([`RopeParams::contexts`]).
 fn training_length(params: &RopeParams) -> usize {
-    match &params.scaling {
-        RopeScaling::Yarn(y) => y.original_max_position_embeddings,
-        RopeScaling::Llama3(l) => l.original_max_position_embeddings,
-        RopeScaling::LongRope(l) => l.original_max_position_embeddings,
-        _ => params.max_position_embeddings,
-    }
+    params.contexts().training
 }
 
 /// One half-width cos/sin row at `position` (attention factor applied).

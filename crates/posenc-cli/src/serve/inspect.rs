@@ -1,32 +1,20 @@
-//! The config inspector behind `POST /api/config/inspect`: the `posenc inspect` report
-//! ([`crate::core_cmds::inspect_report`], as JSON and as the text the CLI prints) plus a summary of
-//! the main layer for the page's table and wavelength plot.
+//! The config inspector behind `POST /api/config/inspect`: the typed `posenc inspect` report
+//! ([`posenc::diagnostics::InspectReport`], as JSON and as the text the CLI prints) plus a
+//! summary of the main layer for the page's table and wavelength plot.
 
 use posenc::config;
+use posenc::diagnostics::{InspectOptions, InspectReport};
 use serde_json::{json, Value};
 
 use super::params::{ApiError, ApiResult};
-use crate::core_cmds::{inspect_report, inspect_text, Contexts};
 
-/// Largest `context × pairs` for which the server searches the Men et al. base bound (about a
-/// second of one core: Llama 3.1's 131072 tokens × 64 pairs fits); larger contexts are checked up
-/// to the cap and the report says the bound was not computed.
-const BOUND_BUDGET: usize = 8_388_608;
-
-/// Parses `text` as a config.json and answers its `posenc inspect` report.
+/// Parses `text` as a config.json and answers its `posenc inspect` report (the same report,
+/// with the same work budget, as the CLI).
 pub fn inspect(text: &str) -> ApiResult<Value> {
     let cfg = config::parse_config(text)?;
-    let widest = cfg
-        .layers
-        .iter()
-        .map(|l| l.params.rotary_dim / 2)
-        .max()
-        .unwrap_or(1)
-        .max(1);
-    let bound_cap = super::api::MAX_BOUND_CONTEXT.min(BOUND_BUDGET / widest);
-    let report = inspect_report(&cfg, Contexts::default(), bound_cap)
-        .map_err(|e| ApiError::bad(format!("{e:#}")))?;
-    let text = inspect_text(&report);
+    let typed = InspectReport::new(&cfg, InspectOptions::default())?;
+    let text = typed.to_text();
+    let report = serde_json::to_value(&typed).map_err(|e| ApiError::bad(e.to_string()))?;
     // The layer `ModelConfig::params` picks (global layers, or the only one).
     let main = cfg
         .layers

@@ -17,6 +17,11 @@ use crate::rope::{
 };
 use crate::{Error, Result};
 
+mod inspect;
+pub use inspect::{
+    BaseBoundReport, InspectOptions, InspectReport, LayerReport, ScalingBands, DEFAULT_WORK_BUDGET,
+};
+
 /// Largest context length the base criterion is evaluated for (cost is `L · d/2` cosines).
 pub const MAX_CRITERION_LEN: usize = 1 << 22;
 

@@ -1,12 +1,7 @@
-//! float32 `pow` as PyTorch computes it on the CPU, bit for bit.
+//! SLEEF's `powf_u10`, bit for bit.
 //!
-//! `torch.pow` on float32 CPU tensors runs its vectorized kernel through SLEEF's 1.0-ULP
-//! `powf` (`Sleef_powf8_u10` on AVX2, `Sleef_powf16_u10` on AVX-512; both FMA builds). That
-//! function is not correctly rounded, so glibc's `powf` (which is) differs from it in the last bit
-//! for some inputs, and Hugging Face's RoPE `inv_freq = 1 / base ** (2i / d)` inherits those bits.
-//!
-//! SLEEF computes `pow(x, y) = exp(y · log|x|)` in double-float ("float-float") arithmetic: every
-//! intermediate is an unevaluated sum `hi + lo` of two `f32`s, giving about 48 significant bits:
+//! SLEEF computes `pow` in double-float ("float-float") arithmetic: every intermediate is an
+//! unevaluated sum `hi + lo` of two `f32`s, giving about 48 significant bits:
 //!
 //! * `log|x|` (SLEEF `logkf`): split `x = m · 2^e` with `m ∈ [0.75, 1.5)`, set `t = (m-1)/(m+1)`,
 //!   and `log x = e·ln2 + 2t + t³·P(t²)` with a minimax polynomial `P`;
@@ -16,13 +11,12 @@
 //! Every helper below mirrors one SLEEF double-float primitive (`src/common/df.h`, the
 //! `ENABLE_FMA_SP` variants, where `vmla` is a fused multiply-add), in the same operation order,
 //! since any reordering changes the rounding. SLEEF is compiled with `-ffp-contract=off`, so
-//! plain `a * b + c` stays two roundings here too. The AVX-512 variant of `logkf` uses
-//! `getexp`/`getmant` instead of bit manipulation; for normal inputs both split `x` identically.
-//! The constants are SLEEF's.
+//! plain `a * b + c` stays two roundings here too. The constants are SLEEF's. SLEEF's `powf` is
+//! lane-independent, so its AVX2 and AVX-512 builds agree.
 //!
-//! Caveat: torch's CPU loop runs the vector kernel on blocks of two vectors (16 floats with AVX2,
-//! 32 with AVX-512) and computes any remainder with scalar `std::pow` (glibc, correctly rounded).
-//! That split depends on the machine and is not modelled here: every element goes through SLEEF.
+//! The scalar libm functions are the platform's (`f32::powf`, `f64::powf`, `f32::cos` call
+//! `powf`, `pow`, `cosf`): on Linux that is glibc, the library torch's Linux wheels call. On
+//! another C library the libm part may differ in the last bit.
 
 // Constants are SLEEF's decimal spellings of exact f32 values; keep them verbatim.
 #![allow(clippy::excessive_precision)]
@@ -238,8 +232,8 @@ fn exp_f2(d: F2) -> f32 {
 }
 
 /// `x^y` exactly as SLEEF's `powf_u10` (FMA builds) computes it, hence as PyTorch's vectorized CPU
-/// float32 `pow` does. Error below 1 ulp; special values follow C99 `powf`.
-pub(crate) fn powf(x: f32, y: f32) -> f32 {
+/// float32 `pow` does (AVX2 and AVX-512 alike). Error below 1 ulp; special values follow C99 `powf`.
+pub fn sleef_powf(x: f32, y: f32) -> f32 {
     let y_is_int = y.trunc() == y || y.abs() > (1 << 24) as f32;
     let y_is_odd = (truncate_to_i32(y) & 1) == 1 && y_is_int && y.abs() < (1 << 24) as f32;
 
@@ -290,7 +284,7 @@ pub(crate) fn powf(x: f32, y: f32) -> f32 {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::sleef_powf as powf;
     use proptest::prelude::*;
 
     /// Distance in units in the last place between two finite positive floats.
