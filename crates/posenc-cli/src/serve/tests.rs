@@ -16,6 +16,7 @@ async fn send(req: Request<Body>) -> (StatusCode, Value, String) {
     let app = super::app(AppState {
         results_dir: results_dir(),
         bundled: false,
+        lab_dir: results_dir().join("lab"),
     });
     let resp = app.oneshot(req).await.expect("router is infallible");
     let status = resp.status();
@@ -552,6 +553,7 @@ async fn results_are_served_from_the_results_dir() {
         let app = super::app(AppState {
             results_dir: dir.clone(),
             bundled,
+            lab_dir: dir.join("lab"),
         });
         let req = Request::get(uri).body(Body::empty()).unwrap();
         async move {
@@ -612,6 +614,7 @@ async fn committed_results_stand_in_for_missing_ones() {
         let app = super::app(AppState {
             results_dir: dir.clone(),
             bundled: true,
+            lab_dir: dir.join("lab"),
         });
         let req = Request::get(uri).body(Body::empty()).unwrap();
         async move {
