@@ -37,7 +37,21 @@ cat >"$RESULTS/passkey.json" <<'JSON'
  "cells": [{"length": 256, "depth": 0.0, "accuracy": 1.0,
             "trials": [{"passkey": 4242, "answer": 4242, "correct": true, "prompt_tokens": 246, "generated": " 4242."}]}]}
 JSON
-"$BIN" serve --port "$PORT" --results "$RESULTS" >"$LOG" 2>&1 &
+# Synthetic `posenc lab` results (not measurements), so the NoPE panel's curve drawing runs.
+mkdir -p "$RESULTS/lab"
+cat >"$RESULTS/lab/synthetic.json" <<'JSON'
+{"note": "synthetic file written by scripts/browser-test.sh, not a measurement",
+ "cells": [
+  {"scheme": "nope", "task": "copy", "seed": 0, "train_len": 32, "length": 32, "accuracy": 1.0},
+  {"scheme": "nope", "task": "copy", "seed": 1, "train_len": 32, "length": 32, "accuracy": 0.9},
+  {"scheme": "nope", "task": "copy", "seed": 0, "train_len": 32, "length": 64, "accuracy": 0.6},
+  {"scheme": "nope", "task": "copy", "seed": 1, "train_len": 32, "length": 64, "accuracy": 0.4},
+  {"scheme": "rope", "task": "copy", "seed": 0, "train_len": 32, "length": 32, "accuracy": 1.0},
+  {"scheme": "rope", "task": "copy", "seed": 0, "train_len": 32, "length": 64, "accuracy": 0.2},
+  {"scheme": "alibi", "task": "copy", "seed": 0, "train_len": 32, "length": 32, "accuracy": 0.9},
+  {"scheme": "alibi", "task": "copy", "seed": 0, "train_len": 32, "length": 64, "accuracy": 0.7}]}
+JSON
+"$BIN" serve --port "$PORT" --results "$RESULTS" --lab "$RESULTS/lab" >"$LOG" 2>&1 &
 SERVER=$!
 cleanup() {
   kill "$SERVER" 2>/dev/null || true

@@ -1017,8 +1017,8 @@ fn ex1_sinusoidal_row(rng: &mut ChaCha8Rng) -> LearnResult<Built> {
             ),
             opt(
                 "A position past the training length raises an error",
-                "that is a learned table (posenc::learned::LearnedTable::lookup fails past its \
-                 last row); a sinusoidal row exists for every real position.",
+                "that is a learned table (looking up a row past its last one fails); a \
+                 sinusoidal row exists for every real position.",
                 "confused_with_learned",
             ),
         ],
@@ -1170,8 +1170,8 @@ fn ex2_token_plus_position(rng: &mut ChaCha8Rng) -> LearnResult<Built> {
             opt(
                 "The model extrapolates the learned rows smoothly, like a sinusoid",
                 "learned rows are free parameters with no formula, so nothing defines the next \
-                 row. Stretching the table (posenc::learned::LearnedTable::resize) gives rows the \
-                 model was never trained on.",
+                 row. Stretching the table by interpolation gives rows the model was never \
+                 trained on.",
                 "assumed_extrapolation",
             ),
             opt(
@@ -1478,8 +1478,8 @@ fn ex4_relative_bias(rng: &mut ChaCha8Rng) -> LearnResult<Built> {
         setup: format!(
             "One T5 encoder head (bidirectional buckets, num_buckets = 8, max_distance = 16) with \
              head size {D}. T5 does not scale scores by 1/sqrt(d). Queries q (rows): {}. Keys k: \
-             {}. Bias per bucket 0..7: {}. Bucket of each relative position j - i, from \
-             posenc::relative::t5_bucket: {bucket_text}.",
+             {}. Bias per bucket 0..7: {}. Bucket of each relative position j - i (T5's \
+             bucketing, computed by posenc): {bucket_text}.",
             fmt_rows(&q, D),
             fmt_rows(&k, D),
             fmt_vec(&table)
@@ -1900,8 +1900,7 @@ fn ex7_alibi_matrix(rng: &mut ChaCha8Rng) -> LearnResult<Built> {
                  facts far from the question are hard to retrieve although any length runs",
                 format!(
                     "With {heads} heads the flattest slope is {last}: a key {w_last:.0} tokens \
-                     back gets 1% of the weight of an equal-score key at distance 0 \
-                     (posenc::alibi::effective_window)."
+                     back gets 1% of the weight of an equal-score key at distance 0."
                 ),
             ),
             opt(

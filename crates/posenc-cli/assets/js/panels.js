@@ -362,6 +362,8 @@ export function ropePanel(panel) {
   const drawHands = () => {
     const d = panel._rot; if (!d) return;
     const svg = fig(panel, "hands");
+    // Redrawing replaces the hands: keep keyboard focus on the same pair.
+    const focused = svg.contains(document.activeElement) ? [...svg.children].indexOf(document.activeElement) : -1;
     svg.innerHTML = "";
     svg.setAttribute("role", "group");
     svg.setAttribute("aria-label", `rotation of each pair at position ${d.position}`);
@@ -381,6 +383,7 @@ export function ropePanel(panel) {
       el("title", {}, g).textContent = `pair ${i}: angle ${fmt(d.angle[i])} rad, wavelength ${fmt(d.frequencies.wavelength[i], 1)}`;
       svgButton(g, `pair ${i}, angle ${fmt(d.angle[i])} radians, wavelength ${fmt(d.frequencies.wavelength[i], 1)} positions`, () => pickPair(i));
     }
+    if (focused >= 0 && svg.children[focused]) svg.children[focused].focus();
   };
   const drawAngles = () => {
     const d = panel._angles; if (!d) return;
