@@ -1,24 +1,30 @@
 //! Length-generalization curves from `posenc lab` result files, for the explorer's NoPE panel.
 //!
-//! The reader is tolerant of the file layout: it looks, anywhere in the JSON, for records that
-//! name a `scheme` and a test length (`length`, `len`, `test_len`, `eval_len` or `seq_len`) with
-//! numeric metrics (`accuracy`, `exact_match`, `sequence_accuracy`, `token_accuracy`,
-//! `perplexity`, `ppl`, `loss`), or a `scheme` with a `lengths` list and metric lists of the same
-//! length. Records are grouped by task, metric and scheme; seeds are averaged (mean, min, max).
+//! `posenc lab sweep` writes one file per finished cell (`cells/TASK-SCHEME-sSEED.json`: the
+//! cell, its model, training log and `eval` = {task, scheme, train_len, results: [{len,
+//! token_accuracy, exact_match, ppl, tail_ppl, ...}]}) and a `summary.json` of spreads. The
+//! reader takes the per-seed numbers and is tolerant of the layout: it looks, anywhere in the
+//! JSON, for records with a test length (`length`, `len`, `test_len`, `eval_len` or `seq_len`)
+//! and numeric metrics (see [`METRICS`]), whose `scheme`, `task` and training length are given on
+//! the record or on an object around it; or a `scheme` with a `lengths` list and metric lists of
+//! the same length. Records are grouped by task, metric and scheme; seeds are averaged (mean,
+//! min, max). Spreads already averaged (a summary's `{mean, std, min, max}` objects) are not
+//! numbers and are skipped, so a summary next to its cells is not counted twice.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Metric keys recognised, best first.
-pub const METRICS: [&str; 8] = [
+/// Metric keys recognised, in the order a task's main metric is chosen.
+pub const METRICS: [&str; 9] = [
     "accuracy",
     "exact_match",
     "sequence_accuracy",
     "token_accuracy",
     "perplexity",
     "ppl",
+    "tail_ppl",
     "loss",
     "bits_per_char",
 ];
@@ -57,6 +63,8 @@ pub struct LabGroup {
     pub metric: String,
     /// Training length, when the records give one (the most common value).
     pub train_len: Option<f64>,
+    /// Whether this is the task's main metric (the first of [`METRICS`] it has).
+    pub primary: bool,
     /// One curve per scheme.
     pub curves: Vec<LabCurve>,
 }
@@ -110,32 +118,44 @@ impl Collected {
     }
 }
 
-fn walk(v: &Value, task: Option<&str>, train: Option<f64>, out: &mut Collected, depth: usize) {
+/// What the objects around a record say about it.
+#[derive(Clone, Copy, Default)]
+struct Context<'a> {
+    task: Option<&'a str>,
+    scheme: Option<&'a str>,
+    train: Option<f64>,
+}
+
+fn walk(v: &Value, ctx: Context<'_>, out: &mut Collected, depth: usize) {
     if depth > 12 {
         return;
     }
     match v {
         Value::Array(items) => {
             for x in items {
-                walk(x, task, train, out, depth + 1);
+                walk(x, ctx, out, depth + 1);
             }
         }
         Value::Object(obj) => {
-            let task_here = text(obj, "task");
-            let task = task_here.as_deref().or(task);
-            let train = first_num(obj, &TRAIN_KEYS).or(train);
-            if let Some(scheme) = text(obj, "scheme") {
-                let t = task.unwrap_or("-");
+            let str_of = |k: &str| obj.get(k).and_then(Value::as_str);
+            let ctx = Context {
+                task: str_of("task").or(ctx.task),
+                scheme: str_of("scheme").or(ctx.scheme),
+                train: first_num(obj, &TRAIN_KEYS).or(ctx.train),
+            };
+            let task = ctx.task.unwrap_or("-");
+            if let Some(scheme) = ctx.scheme {
                 if let Some(length) = first_num(obj, &LENGTH_KEYS) {
                     for m in METRICS {
                         if let Some(x) = obj.get(m).and_then(num) {
-                            out.push(t, m, &scheme, length, x, train);
+                            out.push(task, m, scheme, length, x, ctx.train);
                         }
                     }
                     return;
                 }
                 if let Some(lengths) = obj.get("lengths").and_then(Value::as_array) {
                     let lengths: Vec<Option<f64>> = lengths.iter().map(num).collect();
+                    let mut found = false;
                     for m in METRICS {
                         let Some(vals) = obj.get(m).and_then(Value::as_array) else {
                             continue;
@@ -145,15 +165,18 @@ fn walk(v: &Value, task: Option<&str>, train: Option<f64>, out: &mut Collected, 
                         }
                         for (l, x) in lengths.iter().zip(vals) {
                             if let (Some(l), Some(x)) = (l, num(x)) {
-                                out.push(t, m, &scheme, *l, x, train);
+                                out.push(task, m, scheme, *l, x, ctx.train);
+                                found = true;
                             }
                         }
                     }
-                    return;
+                    if found {
+                        return;
+                    }
                 }
             }
             for x in obj.values() {
-                walk(x, task, train, out, depth + 1);
+                walk(x, ctx, out, depth + 1);
             }
         }
         _ => {}
@@ -165,7 +188,7 @@ fn walk(v: &Value, task: Option<&str>, train: Option<f64>, out: &mut Collected, 
 pub fn lab_curves(docs: &[Value]) -> Vec<LabGroup> {
     let mut c = Collected::default();
     for d in docs {
-        walk(d, None, None, &mut c, 0);
+        walk(d, Context::default(), &mut c, 0);
     }
     let mut groups: BTreeMap<(String, String), Vec<LabCurve>> = BTreeMap::new();
     for ((task, metric, scheme), by_len) in c.values {
@@ -194,7 +217,13 @@ pub fn lab_curves(docs: &[Value]) -> Vec<LabGroup> {
         }
         groups.entry((task, metric)).or_default().push(curve);
     }
-    groups
+    let rank = |m: &str| {
+        METRICS
+            .iter()
+            .position(|x| *x == m)
+            .unwrap_or(METRICS.len())
+    };
+    let mut out: Vec<LabGroup> = groups
         .into_iter()
         .map(|((task, metric), curves)| {
             let train_len = c.train.get(&(task.clone(), metric.clone())).and_then(|ts| {
@@ -208,10 +237,20 @@ pub fn lab_curves(docs: &[Value]) -> Vec<LabGroup> {
                 task,
                 metric,
                 train_len,
+                primary: false,
                 curves,
             }
         })
-        .collect()
+        .collect();
+    out.sort_by(|a, b| {
+        a.task
+            .cmp(&b.task)
+            .then(rank(&a.metric).cmp(&rank(&b.metric)))
+    });
+    for i in 0..out.len() {
+        out[i].primary = i == 0 || out[i - 1].task != out[i].task;
+    }
+    out
 }
 
 #[cfg(test)]
@@ -241,5 +280,42 @@ mod tests {
         let alibi = g[0].curves.iter().find(|c| c.scheme == "alibi").unwrap();
         assert_eq!(alibi.mean, [1.0, 0.9]);
         assert!(lab_curves(&[json!({"unrelated": [1, 2]})]).is_empty());
+    }
+
+    #[test]
+    fn posenc_lab_cell_files_are_read_and_their_summary_is_not_counted_twice() {
+        let cell = |scheme: &str, seed: u64, em: [f64; 2]| {
+            json!({"cell": {"task": "copy", "scheme": scheme, "seed": seed},
+                   "spec": {"schemes": ["nope", "rope"], "tasks": ["copy"], "train_len": 32},
+                   "model": {"layers": 2, "d_model": 64},
+                   "eval": {"task": "copy", "scheme": scheme, "train_len": 32, "test_seed": 1,
+                            "results": [
+                              {"len": 32, "multiple": 1.0, "token_accuracy": 1.0, "exact_match": em[0], "nll": 0.1, "ppl": 1.1, "tail_ppl": null},
+                              {"len": 64, "multiple": 2.0, "token_accuracy": 0.8, "exact_match": em[1], "nll": 0.9, "ppl": 2.4, "tail_ppl": null}]},
+                   "wall_s": 12.0})
+        };
+        let summary = json!({"train_len": 32, "lengths": [32, 64], "rows": [{"task": "copy", "scheme": "nope", "seeds": 2,
+            "points": [{"len": 32, "multiple": 1.0, "exact_match": {"mean": 0.9, "std": 0.1, "min": 0.8, "max": 1.0}}]}]});
+        let g = lab_curves(&[
+            cell("nope", 0, [1.0, 0.5]),
+            cell("nope", 1, [0.8, 0.3]),
+            cell("rope", 0, [1.0, 0.0]),
+            summary,
+        ]);
+        let primary: Vec<_> = g.iter().filter(|x| x.primary).collect();
+        assert_eq!(primary.len(), 1);
+        assert_eq!(
+            (primary[0].task.as_str(), primary[0].metric.as_str()),
+            ("copy", "exact_match")
+        );
+        assert_eq!(primary[0].train_len, Some(32.0));
+        let nope = primary[0]
+            .curves
+            .iter()
+            .find(|c| c.scheme == "nope")
+            .unwrap();
+        assert_eq!(nope.count, [2, 2], "the summary's spread is not a value");
+        assert!((nope.mean[1] - 0.4).abs() < 1e-12);
+        assert!(g.iter().any(|x| x.metric == "token_accuracy" && !x.primary));
     }
 }

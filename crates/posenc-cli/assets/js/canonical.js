@@ -187,7 +187,8 @@ export function nopePanel(panel) {
     lab.appendChild(elem("div", `From ${d.files.length} file(s) in ${d.lab_dir}: mean over seeds (band: min to max).`, "source"));
     const grid = elem("div", null, "figures");
     lab.appendChild(grid);
-    for (const g of d.groups) {
+    // One plot per task, its main metric (exact match for the tasks, perplexity for text).
+    for (const g of d.groups.filter(x => x.primary)) {
       const f = elem("figure");
       f.appendChild(elem("figcaption", `${g.task}: ${g.metric.replace(/_/g, " ")} against test length${g.train_len ? ` (trained on ${fmtInt(g.train_len)})` : ""}`));
       const svg = el("svg", { height: 220, "data-fig": `lab-${g.task}-${g.metric}` });
@@ -196,8 +197,9 @@ export function nopePanel(panel) {
       const colours = seriesColours(g.curves.length);
       const series = [];
       g.curves.forEach((c, i) => {
-        if (c.count.some(n => n > 1)) series.push({ x: c.lengths, y: c.min, y2: c.max, kind: "band", colour: colours[i] });
-        series.push({ x: c.lengths, y: c.mean, colour: c.scheme === "nope" ? "#d6336c" : colours[i], width: c.scheme === "nope" ? 2.6 : 1.8, label: c.scheme });
+        const colour = c.scheme === "nope" ? "#d6336c" : colours[i];
+        if (c.count.some(n => n > 1)) series.push({ x: c.lengths, y: c.min, y2: c.max, kind: "band", colour });
+        series.push({ x: c.lengths, y: c.mean, colour, width: c.scheme === "nope" ? 2.6 : 1.8, label: c.scheme });
       });
       const lengths = [...new Set(g.curves.flatMap(c => c.lengths))].sort((a, b) => a - b);
       const draw = () => plot(svg, { series, xlog: lengths[0] > 0, xticks: lengths, xlabel: "test length", ylabel: g.metric.replace(/_/g, " "),

@@ -179,6 +179,10 @@ export function heatView(host) {
   let last = null;
   const draw = spec => {
     last = spec;
+    // The y strip is as wide as its widest label (so long position labels never reach the axis
+    // title); set before drawing, since it changes the canvas width.
+    const yw = yAxisWidth(spec);
+    if (host.dataset.yw !== String(yw)) { host.dataset.yw = String(yw); host.style.gridTemplateColumns = `${yw}px minmax(0, 1fr)`; ysvg.setAttribute("width", yw); }
     const map = heatmap(canvas, spec.rows, spec.cols, spec.grey ? (r, c) => { const v = spec.colour(r, c); return v && spec.grey(r) ? greyed(v) : v; } : spec.colour, spec.overlay);
     if (spec.aria) canvas.setAttribute("aria-label", spec.aria);
     drawYAxis(ysvg, map, spec);
@@ -190,27 +194,42 @@ export function heatView(host) {
   return { canvas, draw, readout, redraw: () => last && draw(last) };
 }
 
+/** Tick labels of the y strip: categorical labels, or integer ticks of a continuous axis. */
+function yTicks(spec, H) {
+  const y = spec.y || {};
+  if (y.labels) return y.labels.map(String);
+  if (y.hi === undefined) return [];
+  return niceTicks(y.lo, y.hi, Math.max(2, Math.floor(H / 28))).filter(t => Number.isInteger(t) && t >= y.lo && t <= y.hi).map(tickLabel);
+}
+function yAxisWidth(spec) {
+  const labels = yTicks(spec, 400);
+  const widest = labels.length ? Math.max(...labels.map(t => textWidth(t))) : 0;
+  return Math.max(Y_AXIS_W, Math.ceil(widest) + 26);
+}
+
 function drawYAxis(svg, map, spec) {
   svg.innerHTML = "";
   const H = map.h;
+  const W = Number(svg.getAttribute("width")) || Y_AXIS_W;
   svg.setAttribute("height", H);
-  svg.setAttribute("viewBox", `0 0 ${Y_AXIS_W} ${H}`);
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   const y = spec.y || {};
   const g = el("g", { class: "axis" }, svg);
   if (y.labels) {
     const centres = y.labels.map((_, r) => (r + 0.5) * map.sy);
     const keep = thin(centres, y.labels.map(() => 12), 1);
     for (const r of keep) {
-      el("text", { x: Y_AXIS_W - 4, y: centres[r] + 3.5, "text-anchor": "end" }, g).textContent = String(y.labels[r]);
+      el("text", { x: W - 4, y: centres[r] + 3.5, "text-anchor": "end" }, g).textContent = String(y.labels[r]);
     }
   } else if (y.hi !== undefined) {
     // Row r covers [lo + r·step, lo + (r+1)·step); ticks at row centres.
     const n = spec.rows;
     const ticks = niceTicks(y.lo, y.hi, Math.max(2, Math.floor(H / 28))).filter(t => Number.isInteger(t) && t >= y.lo && t <= y.hi);
+    // (the same ticks yAxisWidth measured, for this height)
     for (const t of ticks) {
       const py = ((t - y.lo) / Math.max(1, y.hi - y.lo + 1) * n + 0.5) * map.sy;
-      el("line", { x1: Y_AXIS_W - 3, x2: Y_AXIS_W, y1: py, y2: py }, g);
-      el("text", { x: Y_AXIS_W - 5, y: Math.min(H - 2, Math.max(9, py + 3.5)), "text-anchor": "end" }, g).textContent = tickLabel(t);
+      el("line", { x1: W - 3, x2: W, y1: py, y2: py }, g);
+      el("text", { x: W - 5, y: Math.min(H - 2, Math.max(9, py + 3.5)), "text-anchor": "end" }, g).textContent = tickLabel(t);
     }
   }
   if (y.label) {
@@ -435,6 +454,9 @@ export function plot(svg, opts) {
     if (opts.ymax === undefined) ymax += pad;
     if (opts.ymin === undefined && ymin !== 0) ymin -= pad;
   }
+  const yt = opts.ylog ? logTicks(ymin, ymax, Math.max(2, Math.floor((H - m.t - m.b) / 22))) : niceTicks(ymin, ymax, Math.max(2, Math.min(5, Math.floor((H - m.t - m.b) / 28))));
+  // The left margin fits the widest y tick label next to the rotated y title.
+  m.l = Math.max(m.l, Math.ceil(Math.max(0, ...yt.map(t => textWidth(tickLabel(t))))) + 26);
   const tx = opts.xlog ? v => Math.log10(v) : v => v;
   const ty = opts.ylog ? v => Math.log10(v) : v => v;
   const X = v => m.l + (tx(v) - tx(xmin)) / (tx(xmax) - tx(xmin)) * (W - m.l - m.r);
@@ -442,11 +464,12 @@ export function plot(svg, opts) {
   const grid = el("g", { class: "grid" }, svg);
   const axis = el("g", { class: "axis" }, svg);
   const xt = opts.xticks ? opts.xticks.filter(t => t >= xmin && t <= xmax) : opts.xlog ? logTicks(xmin, xmax) : niceTicks(xmin, xmax, Math.max(2, Math.floor(W / 90)));
-  const yt = opts.ylog ? logTicks(ymin, ymax, Math.max(2, Math.floor((H - m.t - m.b) / 22))) : niceTicks(ymin, ymax, Math.max(2, Math.min(5, Math.floor((H - m.t - m.b) / 28))));
   const xfmt = opts.xtickFormat || tickLabel;
   const xlab = xt.map(xfmt), xw = xlab.map(t => textWidth(t));
   for (const t of xt) el("line", { x1: X(t), x2: X(t), y1: m.t, y2: H - m.b }, grid);
-  for (const i of thin(xt.map(X), xw)) el("text", { x: X(xt[i]), y: H - m.b + 13, "text-anchor": "middle" }, axis).textContent = xlab[i];
+  // Tick labels stay inside the frame's width, clear of the y labels at the corner.
+  const xAt = i => Math.min(W - xw[i] / 2, Math.max(m.l + xw[i] / 2 - 2, X(xt[i])));
+  for (const i of thin(xt.map((_, i) => xAt(i)), xw)) el("text", { x: xAt(i), y: H - m.b + 13, "text-anchor": "middle" }, axis).textContent = xlab[i];
   const ylabs = yt.map(tickLabel);
   for (const i of thin(yt.map(Y).reverse(), ylabs.map(() => 12), 1).map(i => yt.length - 1 - i)) {
     const t = yt[i];

@@ -86,8 +86,9 @@ export async function attachPredictions(root = document) {
       }
       reveal();
     };
-    const markChoice = (choice, right) => opts.querySelectorAll("button[data-key]").forEach(b => {
+    const markChoice = (choice, right) => opts.querySelectorAll("button").forEach(b => {
       b.disabled = true;
+      if (!b.dataset.key) return; // "show me without predicting"
       b.classList.toggle("chosen", b.dataset.key === choice);
       b.classList.toggle("answer", b.dataset.key === right);
     });

@@ -19,8 +19,8 @@ use posenc_learn::LearnError;
 
 /// Largest lab result file read, in bytes.
 const MAX_LAB_FILE: u64 = 16 * 1024 * 1024;
-/// Most lab result files read.
-const MAX_LAB_FILES: usize = 256;
+/// Most lab result files read (a full grid: 7 schemes × 5 tasks × 3 seeds × a few sizes).
+const MAX_LAB_FILES: usize = 1024;
 
 /// Routes of the figures and the lab results (merged into the API router).
 pub fn routes() -> Router<Arc<AppState>> {
@@ -141,25 +141,25 @@ fn walk(p: &Params) -> ApiResult<Reply> {
     Reply::of(&figures::walk(scheme, seed).map_err(bad)?)
 }
 
-/// The `*.json` files directly in `dir` and one level below it (sorted, capped), parsed.
+/// The `*.json` files in `dir` down to three levels (`results/lab/SWEEP/cells/*.json`), sorted
+/// and capped, parsed.
 fn read_lab_files(dir: &Path) -> (Vec<String>, Vec<Value>, Vec<String>) {
-    let mut paths = Vec::new();
-    let visit = |d: &Path, paths: &mut Vec<std::path::PathBuf>| {
-        if let Ok(entries) = std::fs::read_dir(d) {
-            for e in entries.flatten() {
-                paths.push(e.path());
+    let mut files = Vec::new();
+    let mut dirs = vec![(dir.to_path_buf(), 0)];
+    while let Some((d, depth)) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let Ok(kind) = e.file_type() else { continue };
+            if kind.is_dir() && depth < 3 {
+                dirs.push((p, depth + 1));
+            } else if kind.is_file() && p.extension().is_some_and(|x| x == "json") {
+                files.push(p);
             }
         }
-    };
-    visit(dir, &mut paths);
-    let subdirs: Vec<_> = paths.iter().filter(|p| p.is_dir()).cloned().collect();
-    for d in subdirs {
-        visit(&d, &mut paths);
     }
-    let mut files: Vec<_> = paths
-        .into_iter()
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "json"))
-        .collect();
     files.sort();
     files.truncate(MAX_LAB_FILES);
     let (mut names, mut docs, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
@@ -193,7 +193,7 @@ async fn lab(State(state): State<Arc<AppState>>) -> Response {
             "unreadable": skipped,
             "groups": groups,
             "how_to_produce": format!(
-                "posenc lab sweep --schemes nope,learned,sinusoidal,rope,alibi --tasks copy,reverse,addition --seeds 0,1,2 --out {}",
+                "posenc lab sweep --schemes nope,learned,sinusoidal,rope,alibi,t5 --tasks copy,reverse,addition --seeds 0,1,2 --out {}",
                 dir.display()
             ),
         }))

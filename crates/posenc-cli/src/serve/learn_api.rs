@@ -148,17 +148,22 @@ struct CheckBody {
     answer: String,
 }
 
-async fn check_post(body: Result<Bytes, BytesRejection>) -> Response {
-    let bytes = match body {
-        Ok(b) => b,
-        Err(e) => {
-            return ApiError::bad(format!("cannot read body: {}", e.body_text())).into_response()
-        }
-    };
-    if bytes.len() > MAX_CHECK_BODY {
-        return ApiError::bad(format!("body is larger than {MAX_CHECK_BODY} bytes"))
-            .into_response();
+/// The bytes of a request body of at most `max` bytes, or the 400 answer.
+fn body_bytes(body: Result<Bytes, BytesRejection>, max: usize) -> Result<Bytes, Response> {
+    let bytes = body.map_err(|e| {
+        ApiError::bad(format!("cannot read body: {}", e.body_text())).into_response()
+    })?;
+    if bytes.len() > max {
+        return Err(ApiError::bad(format!("body is larger than {max} bytes")).into_response());
     }
+    Ok(bytes)
+}
+
+async fn check_post(body: Result<Bytes, BytesRejection>) -> Response {
+    let bytes = match body_bytes(body, MAX_CHECK_BODY) {
+        Ok(b) => b,
+        Err(answer) => return answer,
+    };
     blocking(move || {
         let body: CheckBody = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::bad(format!(
@@ -264,16 +269,10 @@ struct PredictBody {
 }
 
 async fn predict_post(body: Result<Bytes, BytesRejection>) -> Response {
-    let bytes = match body {
+    let bytes = match body_bytes(body, MAX_PREDICT_BODY) {
         Ok(b) => b,
-        Err(e) => {
-            return ApiError::bad(format!("cannot read body: {}", e.body_text())).into_response()
-        }
+        Err(answer) => return answer,
     };
-    if bytes.len() > MAX_PREDICT_BODY {
-        return ApiError::bad(format!("body is larger than {MAX_PREDICT_BODY} bytes"))
-            .into_response();
-    }
     blocking(move || {
         let body: PredictBody = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::bad(format!("body must be JSON {{\"id\", \"choice\"}}: {e}")))?;
