@@ -12,7 +12,7 @@
 //!   output, with the scheme entering at its true point.
 //!
 //! Every function checks its sizes against the caps below and returns
-//! [`LearnErrorKind::InvalidRequest`](crate::LearnErrorKind::InvalidRequest) past them.
+//! [`crate::LearnErrorKind::InvalidRequest`] past them.
 
 use std::f64::consts::{PI, TAU};
 
@@ -440,7 +440,7 @@ pub fn distance_profile(
     let table = LearnedTable::random(t5.num_buckets, 1, seed, 1.0)?;
     let t5_scheme = Scheme::T5 {
         bias_table: table.data().to_vec(),
-        buckets: t5.clone(),
+        buckets: t5,
     };
     let b0 = t5_scheme.score_bias(0, last, last)?;
     curves.push(DistanceCurve {

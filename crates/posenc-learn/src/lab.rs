@@ -77,18 +77,13 @@ fn first_num(obj: &serde_json::Map<String, Value>, keys: &[&str]) -> Option<f64>
     keys.iter().find_map(|k| obj.get(*k).and_then(num))
 }
 
-fn text(obj: &serde_json::Map<String, Value>, key: &str) -> Option<String> {
-    match obj.get(key)? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
+/// A test length's bits → (the length, the values seen there).
+type ByLength = BTreeMap<u64, (f64, Vec<f64>)>;
 
 /// (task, metric, scheme) → length → values; and the training lengths seen per group.
 #[derive(Default)]
 struct Collected {
-    values: BTreeMap<(String, String, String), BTreeMap<u64, (f64, Vec<f64>)>>,
+    values: BTreeMap<(String, String, String), ByLength>,
     train: BTreeMap<(String, String), Vec<f64>>,
 }
 

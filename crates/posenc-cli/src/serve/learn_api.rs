@@ -148,13 +148,11 @@ struct CheckBody {
     answer: String,
 }
 
-/// The bytes of a request body of at most `max` bytes, or the 400 answer.
-fn body_bytes(body: Result<Bytes, BytesRejection>, max: usize) -> Result<Bytes, Response> {
-    let bytes = body.map_err(|e| {
-        ApiError::bad(format!("cannot read body: {}", e.body_text())).into_response()
-    })?;
+/// The bytes of a request body of at most `max` bytes.
+fn body_bytes(body: Result<Bytes, BytesRejection>, max: usize) -> ApiResult<Bytes> {
+    let bytes = body.map_err(|e| ApiError::bad(format!("cannot read body: {}", e.body_text())))?;
     if bytes.len() > max {
-        return Err(ApiError::bad(format!("body is larger than {max} bytes")).into_response());
+        return Err(ApiError::bad(format!("body is larger than {max} bytes")));
     }
     Ok(bytes)
 }
@@ -162,7 +160,7 @@ fn body_bytes(body: Result<Bytes, BytesRejection>, max: usize) -> Result<Bytes, 
 async fn check_post(body: Result<Bytes, BytesRejection>) -> Response {
     let bytes = match body_bytes(body, MAX_CHECK_BODY) {
         Ok(b) => b,
-        Err(answer) => return answer,
+        Err(e) => return e.into_response(),
     };
     blocking(move || {
         let body: CheckBody = serde_json::from_slice(&bytes).map_err(|e| {
@@ -271,7 +269,7 @@ struct PredictBody {
 async fn predict_post(body: Result<Bytes, BytesRejection>) -> Response {
     let bytes = match body_bytes(body, MAX_PREDICT_BODY) {
         Ok(b) => b,
-        Err(answer) => return answer,
+        Err(e) => return e.into_response(),
     };
     blocking(move || {
         let body: PredictBody = serde_json::from_slice(&bytes)
