@@ -251,8 +251,10 @@ function drawXAxis(svg, map, spec) {
       el("text", { x: Math.min(W - widths[c] / 2, Math.max(widths[c] / 2, centres[c])), y: 12, "text-anchor": "middle" }, g).textContent = String(x.labels[c]);
     }
   } else if (x.hi !== undefined) {
-    const X = v => (v - x.lo) / Math.max(1e-9, x.hi - x.lo) * W;
-    const ticks = niceTicks(x.lo, x.hi, Math.max(2, Math.floor(W / 80)));
+    // `cells`: one column per integer lo..hi-1, ticks at column centres (matrix indices);
+    // otherwise a continuous range sampled by the columns.
+    const X = x.cells ? v => (v - x.lo + 0.5) / Math.max(1e-9, x.hi - x.lo) * W : v => (v - x.lo) / Math.max(1e-9, x.hi - x.lo) * W;
+    const ticks = niceTicks(x.lo, x.cells ? x.hi - 1 : x.hi, Math.max(2, Math.floor(W / 80)));
     const labels = ticks.map(tickLabel);
     const widths = labels.map(t => textWidth(t));
     const centres = ticks.map(t => Math.min(W - widths[0] / 2 - 1, Math.max(widths[0] / 2, X(t))));

@@ -286,7 +286,7 @@ export function relativePanel(panel) {
     maps.t5 = t5v.draw({
       rows: L, cols: L,
       colour: (r, c) => { const b = d.matrix[r * L + c]; if (bucketAtSel !== null && b === bucketAtSel) return [214, 51, 108]; return viridis(b / (d.num_buckets - 1)); },
-      x: { lo: 0, hi: L, label: "key" }, y: { lo: 0, hi: L - 1, label: "query" },
+      x: { lo: 0, hi: L, cells: true, label: "key" }, y: { lo: 0, hi: L - 1, label: "query" },
       bar: { kind: "ramp", stops: VIRIDIS, lo: 0, hi: d.num_buckets - 1, label: bucketAtSel === null ? "bucket" : `bucket (pink: ${bucketAtSel})` },
       aria: `T5 bucket matrix, ${L} by ${L}`,
     });
@@ -297,7 +297,7 @@ export function relativePanel(panel) {
     maps.shaw = shawv.draw({
       rows: L, cols: L,
       colour: (r, c) => viridis(d.num_embeddings > 1 ? d.matrix[r * L + c] / (d.num_embeddings - 1) : 0),
-      x: { lo: 0, hi: L, label: "key" }, y: { lo: 0, hi: L - 1, label: "query" },
+      x: { lo: 0, hi: L, cells: true, label: "key" }, y: { lo: 0, hi: L - 1, label: "query" },
       bar: { kind: "ramp", stops: VIRIDIS, lo: -d.clip, hi: d.clip, label: "clip(k − q)" },
       aria: `Shaw index matrix, clip ${d.clip}`,
     });
@@ -482,7 +482,7 @@ export function alibiPanel(panel) {
     // One absolute scale for every head: the steepest head's largest bias.
     const floor = -steepest * Math.max(1, L - 1);
     const over = (ctx, g) => { if (sel.query !== null && sel.query < L) { ctx.strokeStyle = "#d6336c"; ctx.lineWidth = 2; ctx.strokeRect(0, sel.query * g.sy, g.w, g.sy); } };
-    const axes = { x: { lo: 0, hi: L, label: "key" }, y: { lo: 0, hi: L - 1, label: "query" } };
+    const axes = { x: { lo: 0, hi: L, cells: true, label: "key" }, y: { lo: 0, hi: L - 1, label: "query" } };
     const seqRev = SEQUENTIAL.slice().reverse();
     maps.bias = views.bias.draw({
       rows: L, cols: L, ...axes, overlay: over,
