@@ -37,7 +37,24 @@ cat >"$RESULTS/passkey.json" <<'JSON'
  "cells": [{"length": 256, "depth": 0.0, "accuracy": 1.0,
             "trials": [{"passkey": 4242, "answer": 4242, "correct": true, "prompt_tokens": 246, "generated": " 4242."}]}]}
 JSON
-"$BIN" serve --port "$PORT" --results "$RESULTS" >"$LOG" 2>&1 &
+# Synthetic `posenc lab` results (not measurements), in the layout `posenc lab sweep --out DIR`
+# writes (cells/TASK-SCHEME-sSEED.json), so the NoPE panel's curve drawing runs.
+mkdir -p "$RESULTS/lab/cells"
+lab_cell() { # scheme seed exact_match@32 exact_match@64 exact_match@128
+  cat >"$RESULTS/lab/cells/copy-$1-s$2.json" <<JSON
+{"note": "synthetic file written by scripts/browser-test.sh, not a measurement",
+ "cell": {"task": "copy", "scheme": "$1", "seed": $2},
+ "eval": {"task": "copy", "scheme": "$1", "train_len": 32, "test_seed": 1, "results": [
+   {"len": 32, "multiple": 1.0, "token_accuracy": 1.0, "exact_match": $3, "nll": 0.1, "ppl": 1.1},
+   {"len": 64, "multiple": 2.0, "token_accuracy": 0.9, "exact_match": $4, "nll": 0.5, "ppl": 1.6},
+   {"len": 128, "multiple": 4.0, "token_accuracy": 0.7, "exact_match": $5, "nll": 1.2, "ppl": 3.3}]}}
+JSON
+}
+lab_cell nope 0 1.0 0.6 0.2
+lab_cell nope 1 0.9 0.5 0.1
+lab_cell rope 0 1.0 0.2 0.0
+lab_cell alibi 0 0.9 0.7 0.4
+"$BIN" serve --port "$PORT" --results "$RESULTS" --lab "$RESULTS/lab" >"$LOG" 2>&1 &
 SERVER=$!
 cleanup() {
   kill "$SERVER" 2>/dev/null || true

@@ -9,7 +9,7 @@ mod bench_attention;
 mod bench_cmd;
 mod bench_rope;
 mod core_cmds;
-mod learn;
+mod learn_cmd;
 mod model_cmd;
 mod plots;
 mod serve;
@@ -46,11 +46,11 @@ enum Command {
     Serve(serve::ServeArgs),
     /// The learning path: `learn` (interactive course), `learn list`, `learn N --seed S`,
     /// `learn N --seed S --part a|b|c --answer ...` (exit 0 right, 1 wrong, 2 malformed).
-    Learn(learn::cli::LearnArgs),
+    Learn(learn_cmd::LearnArgs),
     /// A walkthrough of one topic with numbers computed by posenc (`--json` for the structure).
-    Explain(learn::cli::ExplainArgs),
+    Explain(learn_cmd::ExplainArgs),
     /// Recommend a position scheme and scaling for a training and a target length.
-    Advise(learn::cli::AdviseArgs),
+    Advise(learn_cmd::AdviseArgs),
     /// Time the fast kernels (RoPE, tables, K-shift, fused attention) against the memory bandwidth.
     Bench(bench_cmd::BenchArgs),
 }
@@ -66,9 +66,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Sinusoidal(args) => tables::sinusoidal(args),
         Command::Model(args) => model_cmd::run(args),
         Command::Serve(args) => serve::run(args),
-        Command::Learn(args) => learn::cli::learn(args),
-        Command::Explain(args) => learn::cli::explain_cmd(args),
-        Command::Advise(args) => learn::cli::advise_cmd(args),
+        Command::Learn(args) => learn_cmd::learn(args),
+        Command::Explain(args) => learn_cmd::explain_cmd(args),
+        Command::Advise(args) => learn_cmd::advise_cmd(args),
         Command::Bench(args) => bench_cmd::run(args),
     }
 }

@@ -20,6 +20,7 @@ use axum::routing::get;
 use axum::Router;
 
 pub mod api;
+pub mod figures_api;
 mod inspect;
 pub mod learn_api;
 pub mod params;
@@ -46,41 +47,98 @@ pub struct ServeArgs {
     /// folder (compiled in) for known results missing from `--results`.
     #[arg(long)]
     pub no_committed_results: bool,
+    /// Directory holding `posenc lab` result files (JSON), drawn in the NoPE panel.
+    #[arg(long, default_value = "results/lab")]
+    pub lab: PathBuf,
 }
 
-const INDEX_HTML: &str = include_str!("../assets/index.html");
-const APP_JS: &str = include_str!("../assets/app.js");
-const STYLE_CSS: &str = include_str!("../assets/style.css");
-const API_MD: &str = include_str!("../assets/API.md");
+/// The page's files, compiled in: (URL path, content type, body).
+const ASSETS: &[(&str, &str, &str)] = &[
+    (
+        "/",
+        "text/html; charset=utf-8",
+        include_str!("../assets/index.html"),
+    ),
+    (
+        "/style.css",
+        "text/css; charset=utf-8",
+        include_str!("../assets/style.css"),
+    ),
+    (
+        "/js/core.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/js/core.js"),
+    ),
+    (
+        "/js/course.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/js/course.js"),
+    ),
+    (
+        "/js/panels.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/js/panels.js"),
+    ),
+    (
+        "/js/canonical.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/js/canonical.js"),
+    ),
+    (
+        "/js/model.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/js/model.js"),
+    ),
+    (
+        "/js/learn.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/js/learn.js"),
+    ),
+    (
+        "/js/main.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/js/main.js"),
+    ),
+    (
+        "/favicon.svg",
+        "image/svg+xml",
+        include_str!("../assets/favicon.svg"),
+    ),
+    // Browsers ask for /favicon.ico whatever the page links; the SVG answers it too.
+    (
+        "/favicon.ico",
+        "image/svg+xml",
+        include_str!("../assets/favicon.svg"),
+    ),
+    (
+        "/API.md",
+        "text/markdown; charset=utf-8",
+        include_str!("../assets/API.md"),
+    ),
+];
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            // The assets change only with the binary; revalidate rather than cache blindly.
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
         body,
     )
         .into_response()
 }
 
-/// The whole application: page, assets, API, request log.
+/// The whole application: page, assets, API, request log; answers are compressed (gzip or
+/// brotli, as the client accepts).
 pub fn app(state: api::AppState) -> Router {
-    Router::new()
-        .route(
-            "/",
-            get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }),
-        )
-        .route(
-            "/app.js",
-            get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
-        )
-        .route(
-            "/style.css",
-            get(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }),
-        )
-        .route(
-            "/API.md",
-            get(|| async { asset("text/markdown; charset=utf-8", API_MD) }),
-        )
+    let mut router = Router::new();
+    for &(path, content_type, body) in ASSETS {
+        router = router.route(path, get(move || async move { asset(content_type, body) }));
+    }
+    router
         .merge(api::router(Arc::new(state)))
+        .layer(tower_http::compression::CompressionLayer::new())
         .layer(middleware::from_fn(log_request))
 }
 
@@ -134,6 +192,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     let app = app(api::AppState {
         results_dir: args.results,
         bundled: !args.no_committed_results,
+        lab_dir: args.lab,
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(

@@ -216,7 +216,9 @@ fn interactive_course_through_piped_stdin() {
     let s = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{s}");
     assert!(s.contains("Could not read that"), "{s}");
-    assert!(s.contains("[degrees]"), "{s}");
+    // The hint names the mistake in words; internal mistake ids are for programs (--json).
+    assert!(s.contains("Not right yet. You used degrees"), "{s}");
+    assert!(!s.contains("[degrees]") && !s.contains("[entry_"), "{s}");
     assert!(
         s.contains("Score: 2/3 parts right (1 at the first try), stopped early."),
         "{s}"
@@ -428,9 +430,14 @@ fn advise_scenarios() {
         .iter()
         .map(|d| d["command"].as_str().unwrap())
         .collect();
-    assert!(cmds.iter().any(|c| c.contains("check-decode")));
+    // Checks of the user's own stack: through their server, never posenc's bundled model.
+    assert!(cmds.iter().any(|c| c.contains("decode-consistency")));
     assert!(cmds.iter().any(|c| c.contains("passkey")));
     assert!(cmds.iter().any(|c| c.starts_with("posenc inspect")));
+    assert!(
+        !cmds.iter().any(|c| c.starts_with("posenc model")),
+        "{cmds:?}"
+    );
     let topics: Vec<&str> = a["reasons"]
         .as_array()
         .unwrap()
@@ -465,7 +472,7 @@ fn advise_scenarios() {
         "--json",
     ]));
     assert!(a["scaling"].is_null());
-    assert!(!a.to_string().contains("check-decode"));
+    assert!(!a.to_string().contains("decode-consistency"));
     assert!(a["summary"].as_str().unwrap().contains("no scaling"));
 
     // Text output.
@@ -484,4 +491,41 @@ fn advise_scenarios() {
         s.contains("Recommendation: RoPE") && s.contains("rope_scaling"),
         "{s}"
     );
+    // The assumptions are stated, yes/no answers are words, and --head-dim changes the bound.
+    assert!(
+        s.contains("head size 128 (--head-dim)") && s.contains("KV cache: no"),
+        "{s}"
+    );
+    assert!(s.contains(": yes") || s.contains(": no"), "{s}");
+    assert!(!s.contains("(1 = yes)"), "{s}");
+    let a64 = json(&posenc(&[
+        "advise",
+        "--train-len",
+        "1024",
+        "--target-len",
+        "4096",
+        "--arch",
+        "decoder",
+        "--head-dim",
+        "64",
+        "--json",
+    ]));
+    assert_eq!(a64["request"]["head_dim"], 64);
+    let bound64 = posenc::diagnostics::men_base_lower_bound(64, 4096, 0.02).unwrap();
+    assert!(a64["facts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["value"].as_f64() == Some(bound64)));
+    assert_usage_error(&posenc(&[
+        "advise",
+        "--train-len",
+        "1024",
+        "--target-len",
+        "4096",
+        "--arch",
+        "decoder",
+        "--head-dim",
+        "63",
+    ]));
 }

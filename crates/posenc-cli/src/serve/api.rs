@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use posenc::attention::{self, AttentionOptions, HeadConfig, Mask, Scheme, SingleLayer};
+use posenc::attention::{self, AttentionOptions, HeadConfig, Mask, Scheme};
 use posenc::diagnostics;
 use posenc::rope::{
     self, Llama3Params, LongRopeParams, Precision, RopeFrequencies, RopeLayout, RopeParams,
@@ -59,13 +59,14 @@ pub struct AppState {
     /// Whether the results committed in the repository's `results/` folder (compiled into the
     /// binary) stand in for known results that the results directory lacks.
     pub bundled: bool,
+    /// Directory with `posenc lab` result files (JSON), for the NoPE panel's measured curves.
+    pub lab_dir: PathBuf,
 }
 
 /// The API router (`/api/...`) with JSON 404 / 405 fallbacks.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/api/health", get(health))
-        .route("/api/why", get(|p: Params| blocking(move || why(&p))))
         .route(
             "/api/sinusoidal/table",
             get(|p: Params| blocking(move || sinusoidal_table(&p))),
@@ -119,6 +120,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/results", get(results_index))
         .route("/api/results/{name}", get(results_file))
         .merge(super::learn_api::routes())
+        .merge(super::figures_api::routes())
         .method_not_allowed_fallback(|| async {
             ApiError {
                 status: StatusCode::METHOD_NOT_ALLOWED,
@@ -176,6 +178,34 @@ async fn health() -> Json<Value> {
     Json(json!({ "ok": true, "name": "posenc", "version": env!("CARGO_PKG_VERSION") }))
 }
 
+/// Rows whose wavelength is under two sampled columns: sampling aliases them into slower
+/// patterns than they have (the page greys them out).
+pub(super) fn aliased(wavelengths: &[f64], positions: &[usize]) -> Vec<bool> {
+    let step = match positions {
+        [a, b, ..] => (b - a) as f64,
+        _ => 1.0,
+    };
+    wavelengths.iter().map(|&w| w < 2.0 * step).collect()
+}
+
+/// The optional `round` parameter: decimal digits kept in large arrays drawn as heatmaps (the
+/// page asks for 3; absent, values keep every `f32` digit).
+fn round_digits(p: &Params) -> ApiResult<Option<i32>> {
+    let r = p.int("round", -1, -1, 7)?;
+    Ok((r >= 0).then_some(r as i32))
+}
+
+/// `values` rounded to `digits` decimals (unchanged without).
+fn rounded(mut values: Vec<f32>, digits: Option<i32>) -> Vec<f32> {
+    if let Some(d) = digits {
+        let scale = 10f64.powi(d);
+        for v in values.iter_mut() {
+            *v = ((f64::from(*v) * scale).round() / scale) as f32;
+        }
+    }
+    values
+}
+
 /// Positions sampled for `width` columns over `0..len`: all of them when `len <= width`.
 fn sample_positions(len: usize, width: usize) -> Vec<usize> {
     if len <= width {
@@ -185,142 +215,9 @@ fn sample_positions(len: usize, width: usize) -> Vec<usize> {
     }
 }
 
-// ---------------------------------------------------------------- why position
-
-/// Toy single-head attention over two sentences, with or without a positional scheme: the
-/// library's reference attention layer (`posenc::attention::SingleLayer`) with seeded weights.
-fn why(p: &Params) -> ApiResult<Value> {
-    let scheme_name = p.choice(
-        "scheme",
-        "none",
-        &["none", "sinusoidal", "learned", "rope", "alibi", "t5"],
-    )?;
-    let a = p.text("a", "the dog bit the man", 200)?;
-    let b = p.text("b", "the man bit the dog", 200)?;
-    let seed = p.int("seed", 7, 0, i64::MAX)? as u64;
-    p.finish()?;
-    const DIM: usize = 8;
-    const MAX_WORDS: usize = 16;
-    let ta: Vec<String> = a.split_whitespace().map(str::to_lowercase).collect();
-    let tb: Vec<String> = b.split_whitespace().map(str::to_lowercase).collect();
-    if ta.is_empty() || tb.is_empty() || ta.len() > MAX_WORDS || tb.len() > MAX_WORDS {
-        return Err(ApiError::bad("each sentence needs 1..=16 words"));
-    }
-    let mut vocab: Vec<String> = ta.iter().chain(&tb).cloned().collect();
-    vocab.sort();
-    vocab.dedup();
-    // Word embeddings and projection matrices are seeded random tables.
-    let emb = LearnedTable::random(vocab.len(), DIM, seed, 1.0)?;
-    let weight = |k: u64| -> ApiResult<Vec<f32>> {
-        Ok(LearnedTable::random(DIM, DIM, seed.wrapping_add(k), 0.5)?
-            .data()
-            .to_vec())
-    };
-    let scheme = match scheme_name {
-        "sinusoidal" => Scheme::Sinusoidal {
-            layout: SinusoidalLayout::Interleaved,
-            base: 10_000.0,
-        },
-        "learned" => Scheme::Learned(LearnedTable::random(
-            MAX_WORDS,
-            DIM,
-            seed.wrapping_add(4),
-            1.0,
-        )?),
-        "rope" => Scheme::Rope {
-            freqs: RopeParams::new(10_000.0, DIM)?.frequencies(None, Precision::Exact)?,
-            layout: RopeLayout::HalfSplit,
-        },
-        "alibi" => Scheme::Alibi {
-            slopes: vec![alibi::slopes(8)?[0]],
-            symmetric: true,
-        },
-        "t5" => Scheme::T5 {
-            bias_table: LearnedTable::random(32, 1, seed.wrapping_add(5), 1.0)?
-                .data()
-                .to_vec(),
-            buckets: T5Buckets {
-                bidirectional: true,
-                num_buckets: 32,
-                max_distance: 128,
-            },
-        },
-        _ => Scheme::NoPe,
-    };
-    let layer = SingleLayer::new(
-        HeadConfig::mha(1, DIM)?,
-        DIM,
-        weight(1)?,
-        weight(2)?,
-        weight(3)?,
-        scheme,
-    )?;
-    let options = AttentionOptions {
-        scale: None,
-        return_weights: true,
-    };
-
-    let run = |tokens: &[String]| -> ApiResult<Value> {
-        let n = tokens.len();
-        let mut hidden = Vec::with_capacity(n * DIM);
-        for t in tokens {
-            let id = vocab
-                .binary_search(t)
-                .map_err(|_| ApiError::bad("token not in vocabulary"))?;
-            hidden.extend_from_slice(emb.lookup(id as u64)?);
-        }
-        let positions: Vec<u64> = (0..n as u64).collect();
-        let out = layer.forward(&hidden, &positions, &Mask::none(), &options)?;
-        let w = out.weights.unwrap_or_default();
-        let weights: Vec<&[f32]> = w.chunks(n.max(1)).collect();
-        let outputs: Vec<&[f32]> = out.output.chunks(DIM).collect();
-        Ok(json!({ "tokens": tokens, "weights": weights, "outputs": outputs }))
-    };
-    let ra = run(&ta)?;
-    let rb = run(&tb)?;
-    // Match each token of A to the same word (same occurrence) in B.
-    let mut matches = Vec::new();
-    let mut max_diff: Option<f64> = None;
-    let mut sorted_a = ta.clone();
-    let mut sorted_b = tb.clone();
-    sorted_a.sort();
-    sorted_b.sort();
-    if sorted_a == sorted_b {
-        let mut diffs = Vec::new();
-        for (i, t) in ta.iter().enumerate() {
-            let occ = ta[..i].iter().filter(|x| *x == t).count();
-            let j = tb
-                .iter()
-                .enumerate()
-                .filter(|(_, x)| *x == t)
-                .nth(occ)
-                .map(|(j, _)| j)
-                .unwrap_or(0);
-            let oa = &ra["outputs"][i];
-            let ob = &rb["outputs"][j];
-            let d = (0..DIM)
-                .map(|k| (oa[k].as_f64().unwrap_or(0.0) - ob[k].as_f64().unwrap_or(0.0)).abs())
-                .fold(0.0, f64::max);
-            diffs.push(d);
-            matches.push(json!({ "a": i, "b": j, "max_abs_diff": d }));
-        }
-        max_diff = diffs.into_iter().reduce(f64::max);
-    }
-    Ok(json!({
-        "scheme": scheme_name,
-        "dim": DIM,
-        "a": ra,
-        "b": rb,
-        "same_words": sorted_a == sorted_b,
-        "matches": matches,
-        "max_abs_diff": max_diff,
-        "is_permutation": max_diff.map(|d| d < 1e-9),
-    }))
-}
-
 // ---------------------------------------------------------------- sinusoidal
 
-fn sin_layout(p: &Params) -> ApiResult<SinusoidalLayout> {
+pub(super) fn sin_layout(p: &Params) -> ApiResult<SinusoidalLayout> {
     Ok(
         match p.choice(
             "layout",
@@ -341,6 +238,7 @@ fn sinusoidal_table(p: &Params) -> ApiResult<Reply> {
     let layout = sin_layout(p)?;
     let width = p.usize("width", 512, 1, MAX_WIDTH)?;
     let start = p.usize("start", 0, 0, MAX_LEN)?;
+    let digits = round_digits(p)?;
     p.finish()?;
     check_product("len * dim", len, dim, MAX_CELLS)?;
     let positions: Vec<usize> = sample_positions(len, width)
@@ -351,17 +249,19 @@ fn sinusoidal_table(p: &Params) -> ApiResult<Reply> {
     for &pos in &positions {
         values.extend(sinusoidal::row(pos as f64, dim, base, layout)?);
     }
+    let wavelengths: Vec<f64> = sinusoidal::frequencies(dim, base, layout)?
+        .iter()
+        .map(|w| std::f64::consts::TAU / w)
+        .collect();
     Reply::from(json!({
         "len": len, "dim": dim, "base": base, "layout": layout,
         "start": start,
         "positions": positions,
-        "wavelengths": sinusoidal::frequencies(dim, base, layout)?
-            .iter()
-            .map(|w| std::f64::consts::TAU / w)
-            .collect::<Vec<_>>(),
+        "aliased_pairs": aliased(&wavelengths, &positions),
+        "wavelengths": wavelengths,
         "value_layout": "row-major [positions.len()][dim]",
     }))
-    .with("values", &values)
+    .with("values", &rounded(values, digits))
 }
 
 fn sinusoidal_row(p: &Params) -> ApiResult<Value> {
@@ -403,15 +303,24 @@ fn learned_table(p: &Params) -> ApiResult<Value> {
     let len = p.usize("len", 2 * max_positions, 1, 4 * MAX_LEN)?;
     let resize_to = p.usize("resize_to", 0, 0, MAX_LEN)?;
     let width = p.usize("width", 512, 1, MAX_WIDTH)?;
+    let digits = round_digits(p)?;
     p.finish()?;
     check_product("max_positions * dim", max_positions, dim, MAX_CELLS)?;
     check_product("resize_to * dim", resize_to, dim, MAX_CELLS)?;
     let table = LearnedTable::random(max_positions, dim, seed, std as f32)?;
     let view = |t: &LearnedTable| -> Value {
         let positions = sample_positions(len, width);
-        let rows: Vec<Option<Vec<f32>>> = positions
+        let rows: Vec<Option<Vec<f64>>> = positions
             .iter()
-            .map(|&pos| t.lookup(pos as u64).ok().map(|r| r.to_vec()))
+            .map(|&pos| {
+                t.lookup(pos as u64).ok().map(|r| {
+                    // f64 of the (rounded) f32, printed with f32 digits.
+                    rounded(r.to_vec(), digits)
+                        .into_iter()
+                        .map(|x| x.to_string().parse().unwrap_or(f64::from(x)))
+                        .collect()
+                })
+            })
             .collect();
         json!({ "max_positions": t.max_positions(), "positions": positions, "rows": rows })
     };
@@ -573,21 +482,25 @@ fn rope_angles(p: &Params) -> ApiResult<Reply> {
     let params = rope_setup(p)?;
     let len = p.usize("len", 512, 1, MAX_LONG_LEN)?;
     let width = p.usize("width", 512, 1, MAX_WIDTH)?;
+    let digits = round_digits(p)?;
     p.finish()?;
     let f = params.frequencies(Some(len), Precision::Exact)?;
     let positions = sample_positions(len, width);
     let angles = angle_map(&f.inv_freq, &positions);
+    let wavelengths = f.wavelengths();
     Reply::from(json!({
         "len": len, "positions": positions, "pairs": f.inv_freq.len(),
+        "aliased": aliased(&wavelengths, &positions), "wavelength": wavelengths,
         "value_layout": "row-major [pairs][positions.len()], radians in [0, 2pi)",
     }))
-    .with("angles", &angles)
+    .with("angles", &rounded(angles, digits))
 }
 
 fn rope_decay(p: &Params) -> ApiResult<Reply> {
     let params = rope_setup(p)?;
     let max_distance = p.usize("max_distance", 1024, 1, MAX_LONG_LEN)?;
     let width = p.usize("width", 512, 1, MAX_WIDTH)?;
+    let digits = round_digits(p)?;
     p.finish()?;
     let f = params.frequencies(None, Precision::Exact)?;
     let distances = sample_positions(max_distance + 1, width);
@@ -606,7 +519,7 @@ fn rope_decay(p: &Params) -> ApiResult<Reply> {
         json!({ "distances": distances, "pairs": pairs, "mean": mean,
                "value_layout": "per_pair row-major [pairs][distances.len()]" }),
     )
-    .with("per_pair", &per_pair)
+    .with("per_pair", &rounded(per_pair, digits))
 }
 
 fn rope_relative_check(p: &Params) -> ApiResult<Value> {
@@ -751,6 +664,7 @@ fn longctx(p: &Params) -> ApiResult<Reply> {
     let params = rope_setup(p)?;
     let target_len = p.usize("target_len", 32_768, 1, MAX_LONG_LEN)?;
     let width = p.usize("width", 512, 1, MAX_WIDTH)?;
+    let digits = round_digits(p)?;
     p.finish()?;
     let train_len = training_length(&params);
     let unscaled = RopeParams {
@@ -774,11 +688,13 @@ fn longctx(p: &Params) -> ApiResult<Reply> {
         "division": report.iter().map(|r| r.interpolation).collect::<Vec<_>>(),
         "bands": report.iter().map(|r| r.band).collect::<Vec<_>>(),
         "pairs": report,
+        "aliased_before": aliased(&before.wavelengths(), &positions),
+        "aliased_after": aliased(&after.wavelengths(), &positions),
         "positions": positions,
         "value_layout": "angles row-major [pairs][positions.len()], radians in [0, 2pi)",
     }))
-    .with("angles_before", &angles_before)?
-    .with("angles_after", &angles_after)
+    .with("angles_before", &rounded(angles_before, digits))?
+    .with("angles_after", &rounded(angles_after, digits))
 }
 
 fn base_bound(p: &Params) -> ApiResult<Value> {

@@ -1,7 +1,8 @@
-//! The learning path under `/api/learn/`: exercises, answer checks, walkthroughs and the advisor
-//! (`crate::learn`), served as JSON.
+//! The learning path under `/api/learn/` (exercises, answer checks, walkthroughs, the advisor,
+//! the predict-then-reveal questions) and the why-position demo (`/api/why`), from the
+//! `posenc_learn` crate, served as JSON.
 //!
-//! Every answer is computed by `crate::learn` on the server; the page only shows it. Errors of the
+//! Every answer is computed by `posenc_learn` on the server; the page only shows it. Errors of the
 //! learning path become 400 JSON (`{"error": message}`), except a library failure (500).
 
 use std::collections::HashMap;
@@ -18,7 +19,8 @@ use serde_json::{json, Value};
 
 use super::api::blocking;
 use super::params::{ApiError, ApiResult, Params};
-use crate::learn::{self, AdviceRequest, Arch, LearnError, LearnErrorKind, Part};
+use super::reply::Reply;
+use posenc_learn::{self as learn, AdviceRequest, Arch, LearnError, LearnErrorKind, Part};
 
 /// Largest seed: the largest integer a browser's `Number` holds exactly (2^53 - 1).
 pub const MAX_SEED: u64 = (1 << 53) - 1;
@@ -29,6 +31,8 @@ pub const MAX_CHECK_BODY: usize = 16 * 1024;
 /// Largest training or target length of the advisor: its Men et al. bound scans every distance
 /// below the target (about 2 s at this cap in release).
 pub const MAX_ADVISE_LEN: usize = 131_072;
+/// Largest body of `POST /api/learn/predict`, in bytes.
+pub const MAX_PREDICT_BODY: usize = 1024;
 
 /// Routes under `/api/learn/` (merged into the API router).
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
@@ -61,6 +65,12 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
             "/api/learn/advise",
             get(|p: Params| blocking(move || advise(&p))),
         )
+        .route(
+            "/api/learn/predictions",
+            get(|p: Params| blocking(move || predictions(&p))),
+        )
+        .route("/api/learn/predict", axum::routing::post(predict_post))
+        .route("/api/why", get(|p: Params| blocking(move || why(&p))))
 }
 
 /// A learning-path error as an API error: 400 for anything the request got wrong, 500 when the
@@ -138,17 +148,20 @@ struct CheckBody {
     answer: String,
 }
 
-async fn check_post(body: Result<Bytes, BytesRejection>) -> Response {
-    let bytes = match body {
-        Ok(b) => b,
-        Err(e) => {
-            return ApiError::bad(format!("cannot read body: {}", e.body_text())).into_response()
-        }
-    };
-    if bytes.len() > MAX_CHECK_BODY {
-        return ApiError::bad(format!("body is larger than {MAX_CHECK_BODY} bytes"))
-            .into_response();
+/// The bytes of a request body of at most `max` bytes.
+fn body_bytes(body: Result<Bytes, BytesRejection>, max: usize) -> ApiResult<Bytes> {
+    let bytes = body.map_err(|e| ApiError::bad(format!("cannot read body: {}", e.body_text())))?;
+    if bytes.len() > max {
+        return Err(ApiError::bad(format!("body is larger than {max} bytes")));
     }
+    Ok(bytes)
+}
+
+async fn check_post(body: Result<Bytes, BytesRejection>) -> Response {
+    let bytes = match body_bytes(body, MAX_CHECK_BODY) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
     blocking(move || {
         let body: CheckBody = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::bad(format!(
@@ -204,6 +217,7 @@ fn advise(p: &Params) -> ApiResult<Value> {
     };
     let kv_cache = p.bool("kv_cache", true)?;
     let retrieval = p.bool("retrieval", false)?;
+    let head_dim = p.usize("head_dim", learn::DEFAULT_HEAD_DIM, 2, learn::MAX_HEAD_DIM)?;
     p.finish()?;
     let req = AdviceRequest {
         train_len,
@@ -211,10 +225,11 @@ fn advise(p: &Params) -> ApiResult<Value> {
         arch,
         kv_cache,
         retrieval,
+        head_dim,
     };
     // The bound behind the advice costs up to seconds and depends only on the request: keep
     // recent answers (the form re-asks the same question as the user toggles options back).
-    type Key = (usize, usize, bool, bool, bool);
+    type Key = (usize, usize, bool, bool, bool, usize);
     static ADVICE: OnceLock<Mutex<HashMap<Key, Value>>> = OnceLock::new();
     let key = (
         train_len,
@@ -222,6 +237,7 @@ fn advise(p: &Params) -> ApiResult<Value> {
         arch == Arch::Encoder,
         kv_cache,
         retrieval,
+        head_dim,
     );
     let cache = ADVICE.get_or_init(Default::default);
     if let Some(hit) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
@@ -235,4 +251,47 @@ fn advise(p: &Params) -> ApiResult<Value> {
         c.insert(key, advice.clone());
     }
     Ok(advice)
+}
+
+fn predictions(p: &Params) -> ApiResult<Value> {
+    p.finish()?;
+    Ok(json!({ "predictions": learn::predictions().map_err(learn_error)? }))
+}
+
+/// Body of `POST /api/learn/predict`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PredictBody {
+    id: String,
+    choice: String,
+}
+
+async fn predict_post(body: Result<Bytes, BytesRejection>) -> Response {
+    let bytes = match body_bytes(body, MAX_PREDICT_BODY) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    blocking(move || {
+        let body: PredictBody = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::bad(format!("body must be JSON {{\"id\", \"choice\"}}: {e}")))?;
+        to_json(&learn::check_prediction(&body.id, &body.choice).map_err(learn_error)?)
+    })
+    .await
+}
+
+/// The why-position demo: a toy head over two word orders (`posenc_learn::why_position`).
+fn why(p: &Params) -> ApiResult<Reply> {
+    let scheme: learn::WhyScheme = p
+        .choice(
+            "scheme",
+            "none",
+            &["none", "sinusoidal", "learned", "rope", "alibi", "t5"],
+        )?
+        .parse()
+        .map_err(learn_error)?;
+    let a = p.text("a", "the dog bit the man", 200)?;
+    let b = p.text("b", "the man bit the dog", 200)?;
+    let seed = p.int("seed", 7, 0, MAX_SEED as i64)? as u64;
+    p.finish()?;
+    Reply::of(&learn::why_position(&learn::WhyRequest { scheme, a, b, seed }).map_err(learn_error)?)
 }

@@ -15,6 +15,8 @@ use super::params::{ApiError, ApiResult};
 pub struct Reply {
     fields: serde_json::Map<String, Value>,
     raw: Vec<(&'static str, String)>,
+    /// A whole answer serialised from its own type ([`Reply::of`]).
+    whole: Option<Vec<u8>>,
 }
 
 impl From<Value> for Reply {
@@ -22,14 +24,14 @@ impl From<Value> for Reply {
         match v {
             Value::Object(fields) => Reply {
                 fields,
-                raw: Vec::new(),
+                ..Reply::default()
             },
             other => {
                 let mut fields = serde_json::Map::new();
                 fields.insert("value".into(), other);
                 Reply {
                     fields,
-                    raw: Vec::new(),
+                    ..Reply::default()
                 }
             }
         }
@@ -37,6 +39,17 @@ impl From<Value> for Reply {
 }
 
 impl Reply {
+    /// A whole answer serialised directly from its Rust type (its `f32` fields keep `f32`
+    /// digits).
+    pub fn of(value: &impl Serialize) -> ApiResult<Self> {
+        let bytes = serde_json::to_vec(value)
+            .map_err(|e| ApiError::bad(format!("cannot serialise reply: {e}")))?;
+        Ok(Reply {
+            whole: Some(bytes),
+            ..Reply::default()
+        })
+    }
+
     /// Adds `key` holding `value` serialised with its own types.
     pub fn with(mut self, key: &'static str, value: &impl Serialize) -> ApiResult<Self> {
         let text = serde_json::to_string(value)
@@ -47,6 +60,9 @@ impl Reply {
 
     /// The JSON text of the whole object.
     pub fn into_bytes(self) -> ApiResult<Vec<u8>> {
+        if let Some(bytes) = self.whole {
+            return Ok(bytes);
+        }
         let mut out = serde_json::to_vec(&self.fields)
             .map_err(|e| ApiError::bad(format!("cannot serialise reply: {e}")))?;
         if self.raw.is_empty() {
@@ -86,6 +102,18 @@ mod tests {
         assert_eq!(
             String::from_utf8(empty.into_bytes().unwrap()).unwrap(),
             r#"{"x":[1]}"#
+        );
+        #[derive(Serialize)]
+        struct Typed {
+            v: Vec<f32>,
+        }
+        let typed = Reply::of(&Typed {
+            v: vec![0.84147096],
+        })
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(typed.into_bytes().unwrap()).unwrap(),
+            r#"{"v":[0.84147096]}"#
         );
     }
 }

@@ -16,6 +16,7 @@ async fn send(req: Request<Body>) -> (StatusCode, Value, String) {
     let app = super::app(AppState {
         results_dir: results_dir(),
         bundled: false,
+        lab_dir: results_dir().join("lab"),
     });
     let resp = app.oneshot(req).await.expect("router is infallible");
     let status = resp.status();
@@ -73,8 +74,16 @@ fn floats(v: &Value) -> Vec<f64> {
 async fn page_and_assets_are_served() {
     for (uri, ctype) in [
         ("/", "text/html"),
-        ("/app.js", "text/javascript"),
+        ("/js/main.js", "text/javascript"),
+        ("/js/core.js", "text/javascript"),
+        ("/js/course.js", "text/javascript"),
+        ("/js/panels.js", "text/javascript"),
+        ("/js/canonical.js", "text/javascript"),
+        ("/js/model.js", "text/javascript"),
+        ("/js/learn.js", "text/javascript"),
         ("/style.css", "text/css"),
+        ("/favicon.svg", "image/svg+xml"),
+        ("/favicon.ico", "image/svg+xml"),
     ] {
         let (s, body, ct) = send(Request::get(uri).body(Body::empty()).unwrap()).await;
         assert_eq!(s, StatusCode::OK, "{uri}");
@@ -552,6 +561,7 @@ async fn results_are_served_from_the_results_dir() {
         let app = super::app(AppState {
             results_dir: dir.clone(),
             bundled,
+            lab_dir: dir.join("lab"),
         });
         let req = Request::get(uri).body(Body::empty()).unwrap();
         async move {
@@ -612,6 +622,7 @@ async fn committed_results_stand_in_for_missing_ones() {
         let app = super::app(AppState {
             results_dir: dir.clone(),
             bundled: true,
+            lab_dir: dir.join("lab"),
         });
         let req = Request::get(uri).body(Body::empty()).unwrap();
         async move {
@@ -939,6 +950,267 @@ async fn learn_advise_scales_by_target_over_train() {
     assert_eq!(a["request"]["arch"], "encoder");
 }
 
+/// The page's modules import each other by relative path: every import names a served file.
+#[tokio::test]
+async fn every_module_import_is_served() {
+    for name in [
+        "main",
+        "core",
+        "course",
+        "panels",
+        "canonical",
+        "model",
+        "learn",
+    ] {
+        let (s, body, _) = send(
+            Request::get(format!("/js/{name}.js"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{name}");
+        let text = body.as_str().unwrap().to_string();
+        for line in text.lines().filter(|l| l.contains(" from \"./")) {
+            let file = line
+                .split(" from \"./")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            let (s, _, ct) = send(
+                Request::get(format!("/js/{file}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+            assert!(
+                s == StatusCode::OK && ct.starts_with("text/javascript"),
+                "{name} imports {file}: {s}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn answers_are_compressed_when_the_client_accepts_it() {
+    for enc in ["gzip", "br"] {
+        let req = Request::get("/api/longctx")
+            .header("accept-encoding", enc)
+            .body(Body::empty())
+            .unwrap();
+        let app = super::app(AppState {
+            results_dir: results_dir(),
+            bundled: false,
+            lab_dir: results_dir().join("lab"),
+        });
+        let resp = app.oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["content-encoding"], enc);
+        let compressed = resp.into_body().collect().await.unwrap().to_bytes().len();
+        let (_, plain, _) = send(Request::get("/api/longctx").body(Body::empty()).unwrap()).await;
+        let plain = serde_json::to_vec(&plain).unwrap().len();
+        // Full-precision floats: their digits are close to random, so about 2x, not more.
+        assert!(
+            compressed * 2 < plain,
+            "{enc}: {compressed} of {plain} bytes"
+        );
+    }
+    // Without Accept-Encoding the answer is plain JSON.
+    let (s, v, ct) = send(Request::get("/api/health").body(Body::empty()).unwrap()).await;
+    assert_eq!((s, ct.as_str()), (StatusCode::OK, "application/json"));
+    assert_eq!(v["ok"], true);
+}
+
+#[tokio::test]
+async fn round_keeps_the_asked_decimals_and_aliased_rows_are_flagged() {
+    let (_, full) = get("/api/rope/angles?len=65536&width=512").await;
+    let (_, short) = get("/api/rope/angles?len=65536&width=512&round=3").await;
+    let (a, b) = (floats(&full["angles"]), floats(&short["angles"]));
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() <= 5e-4 + 1e-6, "{x} vs {y}");
+        assert!(
+            ((y * 1e3).round() - y * 1e3).abs() < 1e-3,
+            "{y} has more than 3 decimals"
+        );
+    }
+    // 65536 positions over 512 columns: one sample every 128 positions, so every pair with a
+    // wavelength under 256 positions aliases.
+    let wl = floats(&full["wavelength"]);
+    let aliased: Vec<bool> = full["aliased"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_bool().unwrap())
+        .collect();
+    for (w, f) in wl.iter().zip(&aliased) {
+        assert_eq!(*f, *w < 256.0, "wavelength {w}");
+    }
+    assert!(aliased[0] && !aliased[aliased.len() - 1]);
+    let (_, t) = get("/api/sinusoidal/table?len=256&width=256&round=2").await;
+    assert!(t["aliased_pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|v| v == false));
+    let (_, l) = get("/api/longctx?width=64&round=3").await;
+    // Default head_dim 64: 32 pairs.
+    assert_eq!(l["aliased_before"].as_array().unwrap().len(), 32);
+    bad("/api/rope/angles?round=9", "round").await;
+}
+
+#[tokio::test]
+async fn figure_endpoints_answer_the_library_numbers() {
+    let (s, sim) = get("/api/sinusoidal/similarity?len=32&start=100&dim=16").await;
+    assert_eq!(s, StatusCode::OK, "{sim}");
+    let v = floats(&sim["values"]);
+    assert_eq!(v.len(), 32 * 32);
+    for i in 0..32 {
+        assert!((v[i * 32 + i] - 1.0).abs() < 1e-6);
+    }
+    assert!(sim["max_offset_deviation"].as_f64().unwrap() < 1e-5);
+    let (s, qk) = get("/api/rope/qk2d?pair=3&m=2&n=9&s=50&points=11&max_offset=5").await;
+    assert_eq!(s, StatusCode::OK, "{qk}");
+    assert!((qk["dot"].as_f64().unwrap() - qk["dot_shifted"].as_f64().unwrap()).abs() < 1e-4);
+    assert_eq!(floats(&qk["dots"]).len(), 11);
+    let (s, b) = get("/api/rope/decay_bound?head_dim=64&max_distance=100&points=101").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!((floats(&b["bound"])[0] - 16.5).abs() < 1e-6, "{b}");
+    let (s, d) = get("/api/compare/distance?max_distance=300&points=301&heads=4").await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    let curves = d["curves"].as_array().unwrap();
+    assert_eq!(curves.iter().filter(|c| c["scheme"] == "alibi").count(), 4);
+    let alibi0 = floats(&curves.iter().find(|c| c["head"] == 0).unwrap()["values"]);
+    assert!((alibi0[300] + 0.25 * 300.0).abs() < 1e-9, "{}", alibi0[300]);
+    let (s, c) = get("/api/nope/counting?len=10").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!((floats(&c["causal_output"])[9] - 0.1).abs() < 1e-6);
+    let (s, w) = get("/api/walk?scheme=alibi").await;
+    assert_eq!(s, StatusCode::OK);
+    let entering: Vec<&str> = w["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|st| st["scheme_enters"] == true)
+        .map(|st| st["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(entering, ["bias"]);
+    bad("/api/walk?scheme=xpos", "scheme").await;
+    bad("/api/sinusoidal/similarity?len=513", "len").await;
+    bad("/api/rope/qk2d?pair=40&head_dim=64", "pair").await;
+    bad("/api/rope/qk2d?m=2&s=-5", "m + s").await;
+    bad(
+        "/api/rope/decay_bound?max_distance=1048576&head_dim=1024",
+        "exceeds the cap",
+    )
+    .await;
+    bad("/api/compare/distance?heads=65", "heads").await;
+}
+
+#[tokio::test]
+async fn lab_results_are_read_from_the_lab_dir_or_how_to_produce_them_is_said() {
+    let dir = std::env::temp_dir().join(format!("posenc-serve-lab-{}", std::process::id()));
+    let lab = dir.join("lab");
+    std::fs::create_dir_all(lab.join("copy")).unwrap();
+    let call = |lab_dir: std::path::PathBuf| {
+        let app = super::app(AppState {
+            results_dir: dir.clone(),
+            bundled: false,
+            lab_dir,
+        });
+        async move {
+            let resp = app
+                .oneshot(Request::get("/api/lab").body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            serde_json::from_slice::<Value>(&bytes).unwrap()
+        }
+    };
+    let empty = call(dir.join("missing")).await;
+    assert!(empty["groups"].as_array().unwrap().is_empty());
+    assert!(empty["how_to_produce"]
+        .as_str()
+        .unwrap()
+        .starts_with("posenc lab sweep"));
+    std::fs::write(
+        lab.join("copy/seed0.json"),
+        r#"{"task": "copy", "train_len": 32, "results": [{"scheme": "nope", "lengths": [32, 64], "accuracy": [1.0, 0.5]}]}"#,
+    )
+    .unwrap();
+    std::fs::write(lab.join("broken.json"), "{nope").unwrap();
+    let v = call(lab.clone()).await;
+    assert_eq!(v["files"], serde_json::json!(["copy/seed0.json"]));
+    assert_eq!(v["unreadable"], serde_json::json!(["broken.json"]));
+    let g = &v["groups"][0];
+    assert_eq!(
+        (g["task"].as_str(), g["metric"].as_str()),
+        (Some("copy"), Some("accuracy"))
+    );
+    assert_eq!(g["curves"][0]["mean"], serde_json::json!([1.0, 0.5]));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn predictions_are_asked_without_answers_and_graded_by_the_server() {
+    let (s, v) = get("/api/learn/predictions").await;
+    assert_eq!(s, StatusCode::OK);
+    let list = v["predictions"].as_array().unwrap();
+    assert!(list.len() >= 15);
+    assert!(list
+        .iter()
+        .all(|p| p.get("answer").is_none() && p.get("explanation").is_none()));
+    let (s, r) = post(
+        "/api/learn/predict",
+        r#"{"id": "nope-counting", "choice": "b"}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(
+        (r["correct"].as_bool(), r["answer"].as_str()),
+        (Some(true), Some("B"))
+    );
+    let (s, r) = post(
+        "/api/learn/predict",
+        r#"{"id": "nope-counting", "choice": "A"}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(r["correct"], false);
+    for body in [
+        r#"{"id": "nope", "choice": "A"}"#,
+        r#"{"id": "nope-counting", "choice": "Q"}"#,
+        r#"{"id": "nope-counting"}"#,
+        "not json",
+    ] {
+        let (s, r) = post("/api/learn/predict", body).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {r}");
+        assert!(r["error"].is_string());
+    }
+    let (s, _) = post("/api/learn/predict", &"x".repeat(2000)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn advise_states_its_head_size_and_why_splits_punctuation() {
+    let (s, a) = get("/api/learn/advise?train_len=2048&target_len=8192&head_dim=64").await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+    assert_eq!(a["request"]["head_dim"], 64);
+    assert!(a["facts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["value"].is_boolean()));
+    bad("/api/learn/advise?head_dim=63", "head-dim").await;
+    let (s, w) =
+        get("/api/why?a=the%20dog%20bit%20the%20man.&b=The%20man%20bit%20the%20dog.").await;
+    assert_eq!(s, StatusCode::OK, "{w}");
+    assert_eq!(w["is_permutation"], true, "{w}");
+    assert_eq!(w["a"]["tokens"][5], ".");
+}
+
 fn fixtures() -> std::path::PathBuf {
     std::env::var_os("POSENC_FIXTURES")
         .map(Into::into)
@@ -973,6 +1245,11 @@ mod fuzz {
         "/api/learn/check",
         "/api/learn/solution",
         "/api/learn/explain",
+        "/api/sinusoidal/similarity",
+        "/api/rope/qk2d",
+        "/api/compare/distance",
+        "/api/nope/counting",
+        "/api/walk",
     ];
     const KEYS: &[&str] = &[
         "len",
@@ -1016,6 +1293,11 @@ mod fuzz {
         "part",
         "answer",
         "topic",
+        "pair",
+        "max_offset",
+        "points",
+        "t5_max_distance",
+        "round",
         "bogus",
     ];
     const VALUES: &[&str] = &[

@@ -1,9 +1,9 @@
-//! The learning path: ten exercises, walkthroughs and an advisor, all computed by the posenc
-//! library.
+//! The posenc learning path: ten exercises, walkthroughs, an advisor, the why-position demo and
+//! the explorer's teaching figures, all computed by the posenc library.
 //!
-//! Everything here is pure logic (no I/O) except the interactive driver in [`cli`]. The public
-//! functions return serde-serializable structs so the web explorer can serve them as they are
-//! (see `API.md` beside this file):
+//! Everything here is pure logic (no I/O). The public functions return serde-serializable
+//! structs, so the `posenc` command line prints them and the web explorer (`posenc serve`) serves
+//! them as they are (see `API.md` beside this crate):
 //!
 //! * [`list_exercises`]: the ten exercises;
 //! * [`instance`]: a fresh instance of exercise `n` for a seed (small sizes, numbers drawn from a
@@ -13,33 +13,49 @@
 //!   (interleaved layout, bias after softmax, degrees, off-by-one positions, ...);
 //! * [`solution`]: an answer [`check`] accepts (for "show me" buttons and tests);
 //! * [`explain`]: a walkthrough of one topic with numbers computed by posenc;
-//! * [`advise`]: a recommended scheme and scaling for a training and a target length.
+//! * [`advise`]: a recommended scheme and scaling for a training and a target length;
+//! * [`why_position`]: a toy attention head over two word orders, with and without a scheme;
+//! * [`figures`]: the numbers behind the explorer's teaching figures (PE·PE similarity, q/k
+//!   rotation in 2-D, RoFormer's decay bound, score change with distance, NoPE's counting head,
+//!   the four-token walk);
+//! * [`predictions`] and [`check_prediction`]: the predict-then-reveal questions of the explorer;
+//! * [`lab`]: length-generalization curves read from `posenc lab` result files.
 //!
 //! Every exercise has three parts: (a) where position enters (multiple choice, the right option is
 //! the scheme's `ENTRY` constant in the library), (b) a numeric example checked against the
 //! library within a stated tolerance, (c) the consequence for an LLM (multiple choice, every option
 //! explained).
 
+#![warn(missing_docs)]
+
 mod advisor;
 mod answer;
-pub mod cli;
 mod exercises;
+pub mod figures;
+pub mod lab;
+mod predictions;
 mod walkthrough;
+mod why;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-// The whole API is re-exported for the web explorer (serve.rs) and the tests, which use parts the
-// command line does not.
-#[allow(unused_imports)]
-pub use advisor::{advise, Advice, AdviceRequest, Arch, Diagnostic, Reason, ScalingAdvice};
-#[allow(unused_imports)]
+pub use advisor::{
+    advise, Advice, AdviceRequest, Arch, Diagnostic, Fact, FactValue, Reason, ScalingAdvice,
+    DEFAULT_HEAD_DIM, MAX_ADVISE_LEN, MAX_HEAD_DIM,
+};
+pub use predictions::{
+    check_prediction, predictions, Prediction, PredictionOption, PredictionVerdict,
+};
 pub use walkthrough::{explain, topics, Matrix, Section, Value, Walkthrough, TOPICS};
+pub use why::{
+    tokenize, why_position, WhyPosition, WhyRequest, WhyRun, WhyScheme, WordMatch, MAX_WORDS,
+};
 
 /// Number of exercises.
 pub const EXERCISE_COUNT: u32 = 10;
 
 /// What went wrong in a learning-path call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LearnErrorKind {
     /// Exercise number outside `1..=10`.
@@ -55,7 +71,8 @@ pub enum LearnErrorKind {
 }
 
 /// Error of the learning-path functions: a kind (for HTTP status codes) and a one-line message.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
 pub struct LearnError {
     /// What kind of error.
     pub kind: LearnErrorKind,
@@ -78,25 +95,17 @@ impl LearnError {
     }
 }
 
-impl std::fmt::Display for LearnError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for LearnError {}
-
 impl From<posenc::Error> for LearnError {
     fn from(e: posenc::Error) -> Self {
         LearnError::new(LearnErrorKind::Library, format!("posenc: {e}"))
     }
 }
 
-/// Result type of this module.
+/// Result type of this crate.
 pub type LearnResult<T> = std::result::Result<T, LearnError>;
 
 /// One of the three parts of an exercise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Part {
     /// (a) where position enters / absolute or relative: multiple choice.
@@ -109,7 +118,6 @@ pub enum Part {
 
 impl Part {
     /// All parts in order.
-    #[allow(dead_code)] // API for the explorer and the tests
     pub const ALL: [Part; 3] = [Part::A, Part::B, Part::C];
 
     /// `"a"`, `"b"` or `"c"`.
@@ -138,7 +146,7 @@ impl std::str::FromStr for Part {
 }
 
 /// How an answer to a part is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AnswerKind {
     /// One option letter (`A`, `B`, ...).
@@ -157,7 +165,7 @@ pub enum AnswerKind {
 }
 
 /// One option of a multiple-choice part.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Choice {
     /// The letter to answer with.
     pub key: String,
@@ -166,7 +174,7 @@ pub struct Choice {
 }
 
 /// The prompt of one part of an instance.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PartPrompt {
     /// Which part.
     pub part: Part,
@@ -185,7 +193,7 @@ pub struct PartPrompt {
 }
 
 /// A generated instance of one exercise.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Instance {
     /// Exercise number, 1..=10.
     pub exercise: u32,
@@ -204,7 +212,7 @@ pub struct Instance {
 }
 
 /// One exercise in the list.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExerciseSummary {
     /// Exercise number, 1..=10.
     pub exercise: u32,
@@ -219,7 +227,7 @@ pub struct ExerciseSummary {
 }
 
 /// The explanation of one option of a multiple-choice part.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OptionExplanation {
     /// The option letter.
     pub key: String,
@@ -232,7 +240,7 @@ pub struct OptionExplanation {
 }
 
 /// The result of checking one answer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
     /// Exercise number.
     pub exercise: u32,

@@ -5,7 +5,7 @@ use std::io::{BufRead, Write};
 
 use anyhow::bail;
 
-use super::{
+use posenc_learn::{
     advise, check, explain, instance, list_exercises, solution, AdviceRequest, Arch, Instance,
     LearnErrorKind, Part, Verdict, Walkthrough, EXERCISE_COUNT,
 };
@@ -58,16 +58,28 @@ pub struct AdviseArgs {
     target_len: usize,
     /// Model architecture.
     #[arg(long, value_enum)]
-    arch: Arch,
+    arch: ArchArg,
     /// Generation uses a KV cache.
     #[arg(long)]
     kv_cache: bool,
     /// The workload retrieves facts from far back in the context.
     #[arg(long)]
     retrieval: bool,
+    /// Head size (rotary width) of the model, for the Men et al. base bound.
+    #[arg(long, default_value_t = posenc_learn::DEFAULT_HEAD_DIM)]
+    head_dim: usize,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+}
+
+/// `--arch` values.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ArchArg {
+    /// Bidirectional attention (BERT-like).
+    Encoder,
+    /// Causal attention (GPT-like LLM).
+    Decoder,
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
@@ -152,13 +164,8 @@ pub fn render_verdict(v: &Verdict) -> String {
             ));
         }
     } else {
-        let mistake = v
-            .mistake
-            .as_deref()
-            .map(|m| format!(" [{m}]"))
-            .unwrap_or_default();
         s.push_str(&wrap(
-            &format!("Wrong{mistake}. {}", v.hint.as_deref().unwrap_or("")),
+            &format!("Not right yet. {}", v.hint.as_deref().unwrap_or("")),
             96,
             "",
         ));
@@ -467,10 +474,15 @@ pub fn advise_cmd(args: AdviseArgs) -> anyhow::Result<i32> {
     let a = advise(&AdviceRequest {
         train_len: args.train_len,
         target_len: args.target_len,
-        arch: args.arch,
+        arch: match args.arch {
+            ArchArg::Encoder => Arch::Encoder,
+            ArchArg::Decoder => Arch::Decoder,
+        },
         kv_cache: args.kv_cache,
         retrieval: args.retrieval,
-    })?;
+        head_dim: args.head_dim,
+    })
+    .map_err(|e| anyhow::anyhow!(e.message))?;
     if args.json {
         print_json(&a)?;
         return Ok(0);
@@ -478,6 +490,17 @@ pub fn advise_cmd(args: AdviseArgs) -> anyhow::Result<i32> {
     print!(
         "{}",
         wrap(&format!("Recommendation: {}", a.summary), 96, "")
+    );
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    println!(
+        "Assumed: {} model, head size {} (--head-dim), KV cache: {}, long-range retrieval: {}.",
+        match a.request.arch {
+            Arch::Encoder => "encoder",
+            Arch::Decoder => "decoder",
+        },
+        a.request.head_dim,
+        yes_no(a.request.kv_cache),
+        yes_no(a.request.retrieval)
     );
     if let Some(s) = &a.scaling {
         println!(
@@ -500,7 +523,7 @@ pub fn advise_cmd(args: AdviseArgs) -> anyhow::Result<i32> {
     }
     println!("\nNumbers (posenc):");
     for f in &a.facts {
-        println!("  {} = {}", f.name, fmt_num(f.value));
+        println!("  {}: {}", f.name, f.value);
     }
     Ok(0)
 }

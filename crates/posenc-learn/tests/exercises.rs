@@ -2,11 +2,7 @@
 //! answer (computed here with independent f64 formulas from the instance's data) is accepted, and
 //! the common wrong answers (also computed here) are rejected with the right mistake named.
 
-#[allow(dead_code)]
-#[path = "../src/learn/mod.rs"]
-mod learn;
-
-use learn::{check, instance, solution, LearnErrorKind, Part};
+use posenc_learn::{check, instance, solution, LearnErrorKind, Part};
 use serde_json::Value as J;
 
 const SEEDS: u64 = 50;
@@ -87,7 +83,7 @@ fn entry_keyword(e: posenc::PositionEntry) -> (&'static str, &'static str) {
     match e {
         HiddenStates => ("token embeddings once", "entry_hidden_states"),
         QueryKey => ("Rotates the queries", "entry_query_key"),
-        AttentionScores => ("Adds a number", "entry_attention_scores"),
+        AttentionScores => ("Acts inside attention", "entry_attention_scores"),
         Nowhere => ("Nowhere", "entry_nowhere"),
     }
 }
@@ -680,16 +676,34 @@ fn ex10_passkey_design() {
                 "ignored_scaling",
             ),
             _ => {
-                // Depth-dependent predictions for a length-limited scheme.
+                // Retrieval predicted past the limit, at the depth nearest the question.
                 let by_depth = |l: u64, x: f64| passes(l, x) || x == 1.0;
                 assert_mistake(
                     10,
                     seed,
                     Part::B,
                     &plan(&lengths, &depths, &by_depth),
-                    "depth_dependence",
+                    "missed_position_failure",
                 );
             }
         }
+        // A whole row predicted to fail where position allows retrieval.
+        let row_out = |l: u64, x: f64| passes(l, x) && l != lengths[0];
+        let v = check(10, seed, Part::B, &plan(&lengths, &depths, &row_out)).unwrap();
+        assert!(!v.correct, "seed {seed}: a row ruled out was accepted");
+        // Depth matters inside the allowed region (as measured on SmolLM2): a 0 at one depth
+        // where position allows retrieval is not graded wrong, and the feedback cites the data.
+        let miss_middle = |l: u64, x: f64| passes(l, x) && !(x == 0.5 && l == lengths[0]);
+        let v = check(10, seed, Part::B, &plan(&lengths, &depths, &miss_middle)).unwrap();
+        assert!(
+            v.correct,
+            "seed {seed}: depth-dependent plan rejected: {:?}",
+            v.hint
+        );
+        let fb = v.feedback.unwrap_or_default();
+        assert!(
+            fb.contains("results/passkey.json") && fb.contains("not graded wrong"),
+            "{fb}"
+        );
     }
 }

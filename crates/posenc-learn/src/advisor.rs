@@ -2,9 +2,10 @@
 //! reasons and the diagnostics to run before trusting it.
 //!
 //! The numbers come from the library: the Men et al. base lower bound for the target length
-//! (`posenc::diagnostics::men_base_lower_bound`, head size 128), whether base 10000 and the
-//! YaRN-scaled frequencies satisfy its criterion there, YaRN's attention factor, and ALiBi's 1%
-//! window for 32 heads. The recommendation itself is a set of rules stated in the reasons.
+//! (`posenc::diagnostics::men_base_lower_bound`, for the request's head size, 128 unless told),
+//! whether base 10000 and the YaRN-scaled frequencies satisfy its criterion there, YaRN's
+//! attention factor, and ALiBi's 1% window for 32 heads. The recommendation itself is a set of
+//! rules stated in the reasons.
 
 use posenc::diagnostics::{
     base_criterion, frequency_criterion, men_base_lower_bound, MAX_CRITERION_LEN,
@@ -13,17 +14,20 @@ use posenc::rope::{yarn_attention_factor, Precision, RopeParams, RopeScaling, Ya
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::walkthrough::Value;
 use super::{LearnError, LearnErrorKind, LearnResult};
 
-/// Head size assumed for the base bound (Llama, Mistral, Qwen).
-pub const ASSUMED_ROTARY_DIM: usize = 128;
+/// Head size (rotary width) of the base bound when the request does not give one: Llama,
+/// Mistral and Qwen use 128.
+pub const DEFAULT_HEAD_DIM: usize = 128;
 
 /// Largest training or target length accepted.
 pub const MAX_ADVISE_LEN: usize = 1 << 24;
 
+/// Largest head size accepted.
+pub const MAX_HEAD_DIM: usize = 1024;
+
 /// Encoder (bidirectional) or decoder (causal) model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {
     /// Bidirectional attention (BERT-like).
@@ -45,10 +49,51 @@ pub struct AdviceRequest {
     pub kv_cache: bool,
     /// Whether the workload retrieves facts from far back in the context.
     pub retrieval: bool,
+    /// Head size (rotary width) the base bound is computed for.
+    #[serde(default = "default_head_dim")]
+    pub head_dim: usize,
+}
+
+fn default_head_dim() -> usize {
+    DEFAULT_HEAD_DIM
+}
+
+/// The value of a [`Fact`]: a number, or a yes/no.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FactValue {
+    /// A yes/no answer (printed as a word).
+    Flag(bool),
+    /// A number.
+    Number(f64),
+}
+
+impl std::fmt::Display for FactValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FactValue::Flag(true) => f.write_str("yes"),
+            FactValue::Flag(false) => f.write_str("no"),
+            FactValue::Number(x) if *x == 0.0 => f.write_str("0"),
+            FactValue::Number(x) if x.is_finite() && x.fract() == 0.0 && x.abs() < 1e12 => {
+                write!(f, "{x:.0}")
+            }
+            FactValue::Number(x) if x.abs() >= 1e5 || x.abs() < 1e-3 => write!(f, "{x:.4e}"),
+            FactValue::Number(x) => write!(f, "{x:.6}"),
+        }
+    }
+}
+
+/// A named number or yes/no computed by posenc for the request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fact {
+    /// What it is.
+    pub name: String,
+    /// Its value.
+    pub value: FactValue,
 }
 
 /// A recommended RoPE scaling.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScalingAdvice {
     /// Hugging Face `rope_type`.
     pub method: String,
@@ -63,7 +108,7 @@ pub struct ScalingAdvice {
 }
 
 /// One reason behind the advice.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reason {
     /// `extrapolation`, `cost`, `cache`, `retrieval` or `base`.
     pub topic: String,
@@ -72,7 +117,7 @@ pub struct Reason {
 }
 
 /// A check to run before trusting the setup.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Diagnostic {
     /// The command.
     pub command: String,
@@ -81,7 +126,7 @@ pub struct Diagnostic {
 }
 
 /// The advisor's answer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Advice {
     /// The question.
     pub request: AdviceRequest,
@@ -97,8 +142,8 @@ pub struct Advice {
     pub reasons: Vec<Reason>,
     /// What to run before trusting it.
     pub diagnostics: Vec<Diagnostic>,
-    /// Numbers computed by posenc for this request.
-    pub facts: Vec<Value>,
+    /// Numbers and yes/no answers computed by posenc for this request.
+    pub facts: Vec<Fact>,
 }
 
 fn reason(topic: &str, text: String) -> Reason {
@@ -108,13 +153,24 @@ fn reason(topic: &str, text: String) -> Reason {
     }
 }
 
-fn fact(name: String, value: f64) -> Value {
-    Value { name, value }
+fn fact(name: String, value: f64) -> Fact {
+    Fact {
+        name,
+        value: FactValue::Number(value),
+    }
+}
+
+fn flag(name: String, value: bool) -> Fact {
+    Fact {
+        name,
+        value: FactValue::Flag(value),
+    }
 }
 
 /// Recommends a scheme and scaling for `req`.
 ///
-/// Errors: [`LearnErrorKind::InvalidRequest`] for a zero length or one above [`MAX_ADVISE_LEN`].
+/// Errors: [`LearnErrorKind::InvalidRequest`] for a zero length or one above [`MAX_ADVISE_LEN`],
+/// or a head size that is odd, below 2 or above [`MAX_HEAD_DIM`].
 pub fn advise(req: &AdviceRequest) -> LearnResult<Advice> {
     for (name, v) in [("train-len", req.train_len), ("target-len", req.target_len)] {
         if v == 0 || v > MAX_ADVISE_LEN {
@@ -123,6 +179,15 @@ pub fn advise(req: &AdviceRequest) -> LearnResult<Advice> {
                 format!("invalid --{name}: expected 1..={MAX_ADVISE_LEN} tokens, got {v}"),
             ));
         }
+    }
+    let head_dim = req.head_dim;
+    if !(2..=MAX_HEAD_DIM).contains(&head_dim) || !head_dim.is_multiple_of(2) {
+        return Err(LearnError::new(
+            LearnErrorKind::InvalidRequest,
+            format!(
+                "invalid --head-dim: expected an even size in 2..={MAX_HEAD_DIM}, got {head_dim}"
+            ),
+        ));
     }
     let (train, target) = (req.train_len, req.target_len);
     let factor = target as f64 / train as f64;
@@ -137,17 +202,21 @@ pub fn advise(req: &AdviceRequest) -> LearnResult<Advice> {
             .into(),
     }];
 
-    // The base bound for the target length (Men et al. 2024), head size 128.
+    facts.push(fact(
+        "head size assumed (--head-dim)".into(),
+        head_dim as f64,
+    ));
+    // The base bound for the target length (Men et al. 2024) at the request's head size.
     let base_ok = if target <= MAX_CRITERION_LEN {
-        let bound = men_base_lower_bound(ASSUMED_ROTARY_DIM, target, 0.02)?;
-        let c = base_criterion(10_000.0, ASSUMED_ROTARY_DIM, target, true)?;
+        let bound = men_base_lower_bound(head_dim, target, 0.02)?;
+        let c = base_criterion(10_000.0, head_dim, target, true)?;
         facts.push(fact(
-            format!("Men et al. base lower bound for {target} tokens (head size 128)"),
+            format!("Men et al. base lower bound for {target} tokens (head size {head_dim})"),
             bound,
         ));
-        facts.push(fact(
-            format!("base 10000 satisfies the criterion up to {target} tokens (1 = yes)"),
-            if c.holds { 1.0 } else { 0.0 },
+        facts.push(flag(
+            format!("base 10000 satisfies the criterion up to {target} tokens"),
+            c.holds,
         ));
         if let Some(m) = c.first_violation {
             facts.push(fact(
@@ -159,9 +228,9 @@ pub fn advise(req: &AdviceRequest) -> LearnResult<Advice> {
             "base",
             format!(
                 "Men et al.: a RoPE model can only tell near from far tokens up to L if sum_i \
-                 cos(m theta_i) >= 0 for all m < L. For {target} tokens and head size 128 that \
-                 needs a base of at least {bound:.3e}{}. Training from scratch: pick rope_theta \
-                 above it.",
+                 cos(m theta_i) >= 0 for all m < L. For {target} tokens and head size {head_dim} \
+                 that needs a base of at least {bound:.3e}{}. Training from scratch: pick \
+                 rope_theta above it.",
                 if c.holds {
                     "; the classic 10000 already satisfies it"
                 } else {
@@ -187,7 +256,7 @@ pub fn advise(req: &AdviceRequest) -> LearnResult<Advice> {
         let params = RopeParams {
             max_position_embeddings: target,
             scaling: RopeScaling::Yarn(y),
-            ..RopeParams::new(10_000.0, ASSUMED_ROTARY_DIM)?
+            ..RopeParams::new(10_000.0, head_dim)?
         };
         let scaled = params.frequencies(None, Precision::Exact)?;
         facts.push(fact("YaRN factor (target / train)".into(), factor));
@@ -197,12 +266,12 @@ pub fn advise(req: &AdviceRequest) -> LearnResult<Advice> {
         ));
         if target <= MAX_CRITERION_LEN {
             let c = frequency_criterion(&scaled.inv_freq, target, true)?;
-            facts.push(fact(
+            facts.push(flag(
                 format!(
                     "YaRN-scaled base-10000 frequencies satisfy the criterion up to {target} \
-                     tokens (1 = yes)"
+                     tokens"
                 ),
-                if c.holds { 1.0 } else { 0.0 },
+                c.holds,
             ));
         }
         reasons.push(reason(
@@ -325,9 +394,10 @@ pub fn advise(req: &AdviceRequest) -> LearnResult<Advice> {
                 .into(),
         ));
         diagnostics.push(Diagnostic {
-            command: "posenc model check-decode".into(),
-            why: "compares a full forward pass with prefill + token-by-token decode through the \
-                  KV cache; any difference means wrong decode positions or cache handling"
+            command: "posenc probe --url http://HOST:PORT --checks decode-consistency".into(),
+            why: "on your own server: greedy decode through its KV cache against a fresh prefill \
+                  of the same tokens; a disagreement means wrong decode positions or cache \
+                  handling"
                 .into(),
         });
     }
@@ -344,8 +414,13 @@ pub fn advise(req: &AdviceRequest) -> LearnResult<Advice> {
         )
     };
     diagnostics.push(Diagnostic {
-        command: format!("posenc model passkey --lengths {lengths} --depths 0,0.5,1"),
-        why: format!("passkey retrieval across lengths and depths: {note}"),
+        command: "posenc probe --url http://HOST:PORT --checks passkey".into(),
+        why: format!(
+            "passkey retrieval on your own model, through its server, at lengths {} and depths \
+             0, 0.5, 1: {note}. (`posenc model passkey` runs the same test on SmolLM2-135M only: \
+             it shows what the failure looks like, it does not check your config.)",
+            lengths.replace(',', ", ")
+        ),
     });
     diagnostics.push(Diagnostic {
         command: format!(

@@ -13,7 +13,7 @@ use posenc::rope::{
 };
 use posenc::sinusoidal::{self, SinusoidalLayout};
 use posenc::{alibi, diagnostics};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{LearnError, LearnErrorKind, LearnResult};
 
@@ -31,7 +31,7 @@ pub const TOPICS: [&str; 9] = [
 ];
 
 /// A walkthrough: sentences, then sections of numbers.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Walkthrough {
     /// The topic name (one of [`TOPICS`]).
     pub topic: String,
@@ -44,7 +44,7 @@ pub struct Walkthrough {
 }
 
 /// One worked example.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Section {
     /// Title.
     pub title: String,
@@ -57,7 +57,7 @@ pub struct Section {
 }
 
 /// A labelled matrix.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Matrix {
     /// What it is.
     pub name: String,
@@ -70,7 +70,7 @@ pub struct Matrix {
 }
 
 /// A named number.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Value {
     /// What it is.
     pub name: String,
