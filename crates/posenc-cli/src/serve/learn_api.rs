@@ -16,7 +16,7 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::api::blocking;
+use super::api::{blocking, blocking_heavy};
 use super::params::{ApiError, ApiResult, Params};
 use crate::learn::{self, AdviceRequest, Arch, LearnError, LearnErrorKind, Part};
 
@@ -59,7 +59,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         )
         .route(
             "/api/learn/advise",
-            get(|p: Params| blocking(move || advise(&p))),
+            get(|p: Params| blocking_heavy(move || advise(&p))),
         )
 }
 
@@ -142,12 +142,19 @@ async fn check_post(body: Result<Bytes, BytesRejection>) -> Response {
     let bytes = match body {
         Ok(b) => b,
         Err(e) => {
-            return ApiError::bad(format!("cannot read body: {}", e.body_text())).into_response()
+            return ApiError {
+                status: e.status(),
+                message: format!("cannot read body: {}", e.body_text()),
+            }
+            .into_response()
         }
     };
     if bytes.len() > MAX_CHECK_BODY {
-        return ApiError::bad(format!("body is larger than {MAX_CHECK_BODY} bytes"))
-            .into_response();
+        return ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: format!("body is larger than the limit of {MAX_CHECK_BODY} bytes"),
+        }
+        .into_response();
     }
     blocking(move || {
         let body: CheckBody = serde_json::from_slice(&bytes).map_err(|e| {
