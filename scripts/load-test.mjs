@@ -8,7 +8,8 @@
 // /api/health every 10 ms, so its latency shows whether cheap requests stay fast while compute
 // is saturated. Prints per-endpoint requests, p50/p99 and non-2xx counts, the compute total
 // (requests/s, p50/p99), the health latency (p50/p99/max), and one JSON line with the figures.
-// Every request has a 30 s client timeout. Exits 1 if any answer was not 2xx or failed.
+// Every request has a 30 s client timeout. 503 answers (the server shedding overload) are counted
+// apart; exits 1 if any other answer was not 2xx, a request failed, or health was not 200.
 import { readFileSync } from "node:fs";
 
 const [base = "http://127.0.0.1:7878", clientsArg = "64", secondsArg = "30", heavyFile] = process.argv.slice(2);
@@ -42,7 +43,9 @@ const MIX = [
 if (heavyFile) MIX.push(["/api/config/inspect#heavy", readFileSync(heavyFile, "utf8")]);
 const pathOf = entry => (Array.isArray(entry) ? entry[0] : entry);
 const nameOf = entry => pathOf(entry).split("?")[0];
-const newStats = () => ({ lat: [], non2xx: 0, errors: 0 });
+// `shed`: 503 answers (no computation slot freed within the server's queue timeout): the server
+// refusing overload, counted apart from failures.
+const newStats = () => ({ lat: [], non2xx: 0, shed: 0, errors: 0 });
 const stats = new Map(MIX.map(e => [nameOf(e), newStats()]));
 const health = newStats();
 const deadline = performance.now() + seconds * 1000;
@@ -56,7 +59,8 @@ async function once(entry, s) {
     if (Array.isArray(entry)) Object.assign(init, { method: "POST", body: entry[1] });
     const resp = await fetch(new URL(path, base), init);
     await resp.arrayBuffer();
-    if (resp.status < 200 || resp.status >= 300) s.non2xx++;
+    if (resp.status === 503) s.shed++;
+    else if (resp.status < 200 || resp.status >= 300) s.non2xx++;
     s.lat.push(performance.now() - t0);
   } catch (e) {
     s.errors++;
@@ -79,26 +83,26 @@ const pct = (sorted, q) => sorted.length ? sorted[Math.min(sorted.length - 1, Ma
 const t0 = performance.now();
 await Promise.all([healthProbe(), ...Array.from({ length: clients }, (_, i) => client(i))]);
 const elapsed = (performance.now() - t0) / 1000;
-let all = [], non2xx = 0, errors = 0;
+let all = [], non2xx = 0, shed = 0, errors = 0;
 const row = (name, s) => {
   const sorted = s.lat.slice().sort((a, b) => a - b);
-  console.log(`${name.padEnd(32)} ${String(s.lat.length).padStart(9)} ${pct(sorted, 0.5).toFixed(1).padStart(8)} ${pct(sorted, 0.99).toFixed(1).padStart(8)} ${String(s.non2xx).padStart(8)} ${String(s.errors).padStart(7)}`);
+  console.log(`${name.padEnd(32)} ${String(s.lat.length).padStart(9)} ${pct(sorted, 0.5).toFixed(1).padStart(8)} ${pct(sorted, 0.99).toFixed(1).padStart(8)} ${String(s.non2xx).padStart(8)} ${String(s.shed).padStart(6)} ${String(s.errors).padStart(7)}`);
 };
-console.log(`endpoint                          requests   p50 ms   p99 ms  non-2xx  errors`);
+console.log(`endpoint                          requests   p50 ms   p99 ms  non-2xx  503s  errors`);
 for (const [name, s] of stats) {
   row(name, s);
-  all = all.concat(s.lat); non2xx += s.non2xx; errors += s.errors;
+  all = all.concat(s.lat); non2xx += s.non2xx; shed += s.shed; errors += s.errors;
 }
 row("/api/health (1 prober)", health);
 all.sort((a, b) => a - b);
 const h = health.lat.slice().sort((a, b) => a - b);
 const summary = {
   clients, seconds: Number(elapsed.toFixed(1)), heavy: Boolean(heavyFile),
-  compute: { requests: all.length, rps: Math.round(all.length / elapsed), p50_ms: +pct(all, 0.5).toFixed(1), p99_ms: +pct(all, 0.99).toFixed(1), non2xx, errors },
+  compute: { requests: all.length, rps: Math.round(all.length / elapsed), p50_ms: +pct(all, 0.5).toFixed(1), p99_ms: +pct(all, 0.99).toFixed(1), non2xx, shed_503: shed, errors },
   health: { requests: h.length, p50_ms: +pct(h, 0.5).toFixed(2), p99_ms: +pct(h, 0.99).toFixed(2), max_ms: +(h[h.length - 1] ?? NaN).toFixed(1), non2xx: health.non2xx, errors: health.errors },
 };
 console.log(`compute: ${all.length} requests in ${elapsed.toFixed(1)} s with ${clients} clients = ${summary.compute.rps} req/s; ` +
-  `p50 ${summary.compute.p50_ms} ms, p99 ${summary.compute.p99_ms} ms; non-2xx ${non2xx}; transport errors ${errors}`);
+  `p50 ${summary.compute.p50_ms} ms, p99 ${summary.compute.p99_ms} ms; 503 (overload shed) ${shed}; other non-2xx ${non2xx}; transport errors ${errors}`);
 console.log(`health while compute is saturated: p50 ${summary.health.p50_ms} ms, p99 ${summary.health.p99_ms} ms, max ${summary.health.max_ms} ms over ${h.length} requests`);
 console.log(JSON.stringify(summary));
-process.exit(non2xx || errors || health.non2xx || health.errors ? 1 : 0);
+process.exit(non2xx || errors || health.non2xx || health.shed || health.errors ? 1 : 0);
