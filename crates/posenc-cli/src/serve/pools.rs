@@ -4,10 +4,13 @@
 //! * [`Pool::Light`]: every endpoint whose work is bounded to milliseconds by its caps;
 //!   `2 × cores` computations at once.
 //! * [`Pool::Heavy`]: the endpoints that may take up to seconds (the config inspector's base
-//!   bound search, the base bound endpoint, the advisor's scan); `max(1, cores / 2)` at once, so
-//!   however many of them queue up, the light pool keeps its slots and at least half the cores.
+//!   bound search, the base bound endpoint, the advisor's scan); `cores` at once, so however many
+//!   of them queue up, the light pool keeps its own slots and its computations share the cores
+//!   with at most `cores` slow ones (a single slow slot on 2 cores left one core idle while every
+//!   client of the page's mix queued behind it).
 //!
-//! Health and the static assets never enter a pool: they answer on the async workers.
+//! Health and the static assets never enter a pool: they answer on the async workers, and the
+//! computation threads run at a lower CPU priority than those workers (Linux: nice +5).
 //! A computation waits at most [`QUEUE_TIMEOUT`] for a slot, then gets `503` with
 //! `Retry-After`, so a backlog turns into quick refusals instead of ever longer waits. The memory
 //! in use is bounded by the slots times the per-request caps, whatever the number of clients.
@@ -45,7 +48,7 @@ impl Pool {
     pub fn slots(self) -> usize {
         match self {
             Pool::Light => 2 * cores(),
-            Pool::Heavy => (cores() / 2).max(1),
+            Pool::Heavy => cores(),
         }
     }
 
@@ -57,6 +60,31 @@ impl Pool {
             Pool::Heavy => &HEAVY,
         };
         cell.get_or_init(|| Semaphore::new(self.slots()))
+    }
+}
+
+/// How much lower than the async workers' the computation threads' CPU priority is (nice steps).
+const COMPUTE_NICENESS: i32 = 5;
+
+/// Lowers the calling (blocking) thread's CPU priority once: when computations saturate the cores,
+/// the async workers that accept connections, read requests and answer `/api/health` still get
+/// the CPU first, and computations take whatever they leave (nearly all of it).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        use std::cell::Cell;
+        thread_local! { static LOWERED: Cell<bool> = const { Cell::new(false) }; }
+        LOWERED.with(|lowered| {
+            if !lowered.get() {
+                lowered.set(true);
+                // SAFETY: plain system calls on the calling thread (on Linux, `PRIO_PROCESS` with
+                // id 0 is the calling thread); a failure leaves the priority as it was.
+                unsafe {
+                    let current = libc::getpriority(libc::PRIO_PROCESS, 0);
+                    libc::setpriority(libc::PRIO_PROCESS, 0, (current + COMPUTE_NICENESS).min(19));
+                }
+            }
+        });
     }
 }
 
@@ -89,7 +117,11 @@ pub async fn run<R: Into<Reply>>(
             return resp;
         }
     };
-    let result = tokio::task::spawn_blocking(move || f().and_then(|r| r.into().into_bytes())).await;
+    let result = tokio::task::spawn_blocking(move || {
+        lower_priority();
+        f().and_then(|r| r.into().into_bytes())
+    })
+    .await;
     drop(permit);
     match result {
         Ok(Ok(bytes)) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
