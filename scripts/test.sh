@@ -22,3 +22,10 @@ if [ -x scripts/browser-test.sh ]; then
   echo "== browser test"
   scripts/browser-test.sh
 fi
+
+# Long mode (off by default): a short coverage-guided fuzzing run of every target (scripts/fuzz.sh
+# installs cargo-afl and AFL++ into the cache on first use).
+if [ "${POSENC_LONG_TESTS:-0}" = 1 ]; then
+  echo "== fuzzing (POSENC_LONG_TESTS=1: ${POSENC_FUZZ_SECONDS:-30} s per target)"
+  scripts/fuzz.sh "${POSENC_FUZZ_SECONDS:-30}"
+fi

@@ -124,8 +124,8 @@ pub struct BenchArgs {
     /// Run only the cases whose name contains this text (the stream cases always run).
     #[arg(long)]
     filter: Option<String>,
-    /// Samples per case, at least (default 5; 2 with --quick).
-    #[arg(long)]
+    /// Samples per case, at least (default 5; 2 with --quick); 1 or more.
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     runs: Option<usize>,
 }
 

@@ -85,6 +85,10 @@ pub fn parse_positions(text: &str) -> anyhow::Result<Vec<u64>> {
         .collect();
     match parsed {
         Ok(v) if !v.is_empty() => Ok(v),
+        Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => bail!(
+            "invalid --positions: a position is too large (max {}), got `{text}`",
+            u64::MAX
+        ),
         _ => bail!("invalid --positions: expected comma-separated non-negative integers like 0,1,4096, got `{text}`"),
     }
 }

@@ -187,13 +187,25 @@ pub fn learn(args: LearnArgs) -> anyhow::Result<i32> {
         });
         let stdin = std::io::stdin();
         let stdout = std::io::stdout();
-        run_course(
+        let course = run_course(
             stdin.lock(),
             stdout.lock(),
             seed,
             &(1..=EXERCISE_COUNT).collect::<Vec<_>>(),
-        )?;
-        return Ok(0);
+        );
+        // Reading stdin never fails with EPIPE: a broken pipe is a closed stdout, which ends
+        // the course quietly (status 0), like every other subcommand.
+        return match course {
+            Err(e)
+                if e.chain().any(|c| {
+                    c.downcast_ref::<std::io::Error>()
+                        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+                }) =>
+            {
+                Ok(0)
+            }
+            other => other.map(|_| 0),
+        };
     };
     if target == "list" {
         if args.part.is_some() || args.answer.is_some() {

@@ -3,6 +3,8 @@
 //! Every subcommand prints readable text by default and one JSON object with `--json`.
 //! Bad input exits with status 2 and a one-line message on stderr; no input produces a panic.
 
+use std::io::Write;
+
 use clap::{Parser, Subcommand};
 
 mod bench_attention;
@@ -83,11 +85,18 @@ fn main() {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".into());
+        // `println!` panics when stdout is a closed pipe (`posenc ... | head -1`): the reader
+        // has what it wanted, so stop quietly with status 0, as ripgrep does.
+        if is_closed_stdout_panic(&message) {
+            std::process::exit(0);
+        }
         let place = info
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        eprintln!(
+        // Not `eprintln!`: a closed stderr must not panic inside the panic hook.
+        let _ = writeln!(
+            std::io::stderr(),
             "posenc: internal error (a bug, please report it): {}{place}",
             message.replace('\n', " ")
         );
@@ -119,8 +128,9 @@ fn main() {
                 .map(str::trim)
                 .filter(|l| !l.is_empty())
                 .collect();
-            let problem = problem.join(" ");
-            eprintln!(
+            let problem = overflow_message(&err).unwrap_or_else(|| problem.join(" "));
+            let _ = writeln!(
+                std::io::stderr(),
                 "posenc: error: {} (see `posenc --help`)",
                 problem.trim_start_matches("error: ")
             );
@@ -132,9 +142,35 @@ fn main() {
         Err(err) => {
             // One line: the chain of causes joined, no backtrace.
             let msg = format!("{err:#}").replace('\n', " ");
-            eprintln!("posenc: error: {msg}");
+            let _ = writeln!(std::io::stderr(), "posenc: error: {msg}");
             2
         }
     };
     std::process::exit(code);
+}
+
+/// Whether a panic message is `println!`'s failure on a closed stdout (EPIPE).
+fn is_closed_stdout_panic(message: &str) -> bool {
+    message.starts_with("failed printing to stdout") && message.contains("Broken pipe")
+}
+
+/// clap's "number too large to fit in target type" for an integer argument, as
+/// "too large (max N)". Every integer argument of posenc is a `usize` or `u64` (the port, a
+/// `u16`, gets clap's own range message).
+fn overflow_message(err: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ErrorKind};
+    use std::num::IntErrorKind;
+    if err.kind() != ErrorKind::ValueValidation {
+        return None;
+    }
+    let source = std::error::Error::source(err)?.downcast_ref::<std::num::ParseIntError>()?;
+    if *source.kind() != IntErrorKind::PosOverflow {
+        return None;
+    }
+    let arg = err.get(ContextKind::InvalidArg)?;
+    let value = err.get(ContextKind::InvalidValue)?;
+    Some(format!(
+        "invalid value '{value}' for '{arg}': too large (max {})",
+        u64::MAX
+    ))
 }

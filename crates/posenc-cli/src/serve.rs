@@ -5,7 +5,6 @@
 //! them). The server listens on 127.0.0.1 by default, logs one line per request to stderr and
 //! stops cleanly on Ctrl-C.
 
-use std::future::IntoFuture;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,7 +22,9 @@ pub mod api;
 pub mod figures_api;
 mod inspect;
 pub mod learn_api;
+pub mod limits;
 pub mod params;
+pub mod pools;
 pub mod reply;
 #[cfg(test)]
 mod tests;
@@ -139,6 +140,7 @@ pub fn app(state: api::AppState) -> Router {
     router
         .merge(api::router(Arc::new(state)))
         .layer(tower_http::compression::CompressionLayer::new())
+        .layer(middleware::from_fn(limits::limit_body))
         .layer(middleware::from_fn(log_request))
 }
 
@@ -186,6 +188,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         "posenc explorer listening on {url} (results dir: {}); Ctrl-C to stop",
         args.results.display()
     );
+    if !args.bind.is_loopback() {
+        eprintln!(
+            "posenc: warning: --bind {} exposes the explorer to every host that can reach this machine (it has no authentication); the default 127.0.0.1 keeps it local",
+            args.bind
+        );
+    }
+    if !args.results.is_dir() {
+        eprintln!(
+            "posenc: warning: --results {} is not a directory; {}",
+            args.results.display(),
+            if args.no_committed_results {
+                "the real-model panel has no results to show"
+            } else {
+                "the real-model panel shows the results committed in the repository"
+            }
+        );
+    }
     if args.open {
         open_browser(&url);
     }
@@ -195,13 +214,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         lab_dir: args.lab,
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                stop_rx.await.ok();
-            })
-            .into_future(),
-    );
+    let server = tokio::spawn(limits::serve(
+        listener,
+        app,
+        limits::Limits::default(),
+        async {
+            stop_rx.await.ok();
+        },
+    ));
     // If the signal handler cannot be installed, run until killed.
     if tokio::signal::ctrl_c().await.is_err() {
         std::future::pending::<()>().await;
@@ -211,7 +231,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     // Graceful shutdown waits for every open connection; a client that keeps one open (a
     // browser's idle keep-alive, a half-sent request) must not keep the server alive.
     match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
-        Ok(joined) => joined.context("server task")?.context("serving")?,
+        Ok(joined) => joined.context("server task")?,
         Err(_) => eprintln!(
             "posenc explorer: connections still open after {} s; closing them",
             SHUTDOWN_GRACE.as_secs()

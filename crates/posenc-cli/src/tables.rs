@@ -161,11 +161,18 @@ fn bias_cube(flat: &[f32], heads: usize, len: usize) -> Vec<Vec<Vec<f64>>> {
 
 /// Parses `A:B` into an inclusive range.
 pub fn parse_range(text: &str) -> anyhow::Result<(i64, i64)> {
-    let parsed = text
+    use std::num::IntErrorKind;
+    let ends = text
         .split_once(':')
-        .and_then(|(a, b)| Some((a.trim().parse::<i64>().ok()?, b.trim().parse::<i64>().ok()?)));
-    match parsed {
-        Some((a, b)) if a <= b => Ok((a, b)),
+        .map(|(a, b)| (a.trim().parse::<i64>(), b.trim().parse::<i64>()));
+    let overflow = |r: &Result<i64, std::num::ParseIntError>| matches!(r, Err(e) if matches!(e.kind(), IntErrorKind::PosOverflow | IntErrorKind::NegOverflow));
+    match ends {
+        Some((Ok(a), Ok(b))) if a <= b => Ok((a, b)),
+        Some((a, b)) if overflow(&a) || overflow(&b) => bail!(
+            "invalid --range: an end is too large (min {}, max {}), got `{text}`",
+            i64::MIN,
+            i64::MAX
+        ),
         _ => {
             bail!("invalid --range: expected A:B with integers A <= B, like -600:600, got `{text}`")
         }
@@ -216,7 +223,7 @@ pub fn t5_buckets(args: T5Args) -> anyhow::Result<i32> {
             } else {
                 println!("  {start:>8} ..= {rp:<8} -> bucket {}", buckets[i]);
             }
-            start = rp + 1;
+            start = rp.saturating_add(1);
         }
     }
     Ok(0)

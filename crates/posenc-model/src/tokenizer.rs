@@ -23,8 +23,12 @@ const TOKEN_TYPE_USER_DEFINED: i64 = 4;
 /// Largest accepted text, in bytes (protects the quadratic merge loop from absurd inputs).
 pub const MAX_TEXT_BYTES: usize = 16 << 20;
 
-const GPT2_PATTERN: &str =
-    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+/// GPT-2's pattern without its one look-ahead: `\s+(?!\S)|\s+` becomes `\s+`, and
+/// [`Tokenizer::encode_plain`] gives a whitespace run followed by a non-space its last character
+/// back, which is what the look-ahead does. Without look-around the whole pattern runs on
+/// fancy-regex's linear-time engine (the `regex` crate's) instead of its backtracking one, which
+/// failed with "Max stack size exceeded" on a word of about a hundred thousand letters.
+const GPT2_SPLIT: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+";
 
 /// How text is split into words before BPE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,7 +164,7 @@ impl Tokenizer {
             .map(|(b, &c)| (c, b as u8))
             .collect();
         let regex =
-            fancy_regex::Regex::new(GPT2_PATTERN).map_err(|e| Error::Tokenizer(e.to_string()))?;
+            fancy_regex::Regex::new(GPT2_SPLIT).map_err(|e| Error::Tokenizer(e.to_string()))?;
         Ok(Tokenizer {
             tokens,
             token_ids,
@@ -193,23 +197,36 @@ impl Tokenizer {
             )));
         }
         let mut ids = Vec::new();
-        let mut rest = text;
-        while !rest.is_empty() {
-            // Earliest special token occurrence (longest at a tie).
-            let next = self
-                .specials
+        // Next occurrence of each special token at or after `at`, searched again only once the
+        // text before it has been consumed: linear in the text, not in (specials x occurrences).
+        let mut next: Vec<Option<usize>> = self
+            .specials
+            .iter()
+            .map(|(s, _)| text.find(s.as_str()))
+            .collect();
+        let mut at = 0;
+        while at < text.len() {
+            for (slot, (s, _)) in next.iter_mut().zip(&self.specials) {
+                if matches!(*slot, Some(p) if p < at) {
+                    *slot = text[at..].find(s.as_str()).map(|p| p + at);
+                }
+            }
+            // Earliest special token occurrence (longest at a tie: `specials` is longest first).
+            let found = next
                 .iter()
-                .filter_map(|(s, id)| rest.find(s.as_str()).map(|at| (at, s.len(), *id)))
-                .min_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-            match next {
-                Some((at, len, id)) => {
-                    self.encode_plain(&rest[..at], &mut ids)?;
-                    ids.push(id);
-                    rest = &rest[at + len..];
+                .enumerate()
+                .filter_map(|(k, p)| p.map(|p| (p, k)))
+                .min();
+            match found {
+                Some((p, k)) => {
+                    let (s, id) = &self.specials[k];
+                    self.encode_plain(&text[at..p], &mut ids)?;
+                    ids.push(*id);
+                    at = p + s.len();
                 }
                 None => {
-                    self.encode_plain(rest, &mut ids)?;
-                    rest = "";
+                    self.encode_plain(&text[at..], &mut ids)?;
+                    at = text.len();
                 }
             }
         }
@@ -237,10 +254,37 @@ impl Tokenizer {
             }
         }
         for piece in pieces {
-            for m in self.regex.find_iter(piece) {
-                let m = m.map_err(|e| Error::Tokenizer(format!("pre-tokenizer regex: {e}")))?;
-                self.bpe_word(m.as_str(), ids)?;
+            self.split_words(piece, |word| self.bpe_word(word, ids))?;
+        }
+        Ok(())
+    }
+
+    /// Calls `each` on the words of `piece`, as GPT-2's pattern splits it.
+    fn split_words<'a>(
+        &self,
+        piece: &'a str,
+        mut each: impl FnMut(&'a str) -> Result<()>,
+    ) -> Result<()> {
+        let mut at = 0;
+        while at < piece.len() {
+            let found = self
+                .regex
+                .find_from_pos(piece, at)
+                .map_err(|e| Error::Tokenizer(format!("pre-tokenizer regex: {e}")))?;
+            // Every character matches one of the alternatives, so there is always a match.
+            let Some(m) = found else { break };
+            let mut end = m.end();
+            let word = m.as_str();
+            // `\s+(?!\S)`: a run of two or more whitespace characters followed by a non-space
+            // leaves its last character to start the next word.
+            if end < piece.len()
+                && word.chars().nth(1).is_some()
+                && word.chars().all(char::is_whitespace)
+            {
+                end -= word.chars().next_back().map_or(0, char::len_utf8);
             }
+            each(&piece[m.start()..end])?;
+            at = end;
         }
         Ok(())
     }
@@ -258,26 +302,59 @@ impl Tokenizer {
                 })?;
             syms.push(*id);
         }
-        loop {
-            let best = syms
-                .windows(2)
-                .enumerate()
-                .filter_map(|(i, w)| {
-                    self.merges
-                        .get(&(w[0], w[1]))
-                        .map(|&(rank, id)| (rank, i, id))
-                })
-                .min();
-            match best {
-                Some((_, i, id)) => {
-                    syms[i] = id;
-                    syms.remove(i + 1);
-                }
-                None => break,
+        ids.extend(self.merge(syms));
+        Ok(())
+    }
+
+    /// Applies the merges to one word's symbols: always the lowest-rank pair, the leftmost at a
+    /// tie, until none applies. Symbols form a linked list and candidate pairs a min-heap, so a
+    /// word of `n` bytes costs O(n log n), not O(n^2) (a 16 MiB word without spaces is valid
+    /// input).
+    fn merge(&self, mut syms: Vec<u32>) -> Vec<u32> {
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+        const NONE: usize = usize::MAX;
+        let n = syms.len();
+        if n < 2 {
+            return syms;
+        }
+        let mut next: Vec<usize> = (1..=n).map(|i| if i == n { NONE } else { i }).collect();
+        let mut prev: Vec<usize> = (0..n).map(|i| i.checked_sub(1).unwrap_or(NONE)).collect();
+        let mut alive = vec![true; n];
+        // (rank, left position, left id, right id, merged id); a popped entry whose symbols have
+        // changed since it was pushed is stale and skipped.
+        let mut heap = BinaryHeap::new();
+        let pair = |heap: &mut BinaryHeap<_>, syms: &[u32], i: usize, j: usize| {
+            if let Some(&(rank, id)) = self.merges.get(&(syms[i], syms[j])) {
+                heap.push(Reverse((rank, i, syms[i], syms[j], id)));
+            }
+        };
+        for i in 0..n - 1 {
+            pair(&mut heap, &syms, i, i + 1);
+        }
+        while let Some(Reverse((_, i, left, right, id))) = heap.pop() {
+            let j = next[i];
+            if !alive[i] || j == NONE || syms[i] != left || syms[j] != right {
+                continue;
+            }
+            syms[i] = id;
+            alive[j] = false;
+            next[i] = next[j];
+            if next[j] != NONE {
+                prev[next[j]] = i;
+            }
+            if prev[i] != NONE {
+                pair(&mut heap, &syms, prev[i], i);
+            }
+            if next[i] != NONE {
+                pair(&mut heap, &syms, i, next[i]);
             }
         }
-        ids.extend_from_slice(&syms);
-        Ok(())
+        syms.iter()
+            .zip(&alive)
+            .filter(|(_, &a)| a)
+            .map(|(&s, _)| s)
+            .collect()
     }
 
     /// Decodes ids to text. Special tokens are written out literally; byte sequences that are
@@ -356,5 +433,119 @@ mod tests {
             let ids = t.encode(&s).unwrap();
             proptest::prop_assert_eq!(t.decode(&ids).unwrap(), s);
         }
+    }
+
+    /// The words of `text` under GPT-2's original pattern (with the look-ahead), by fancy-regex's
+    /// backtracking engine: the oracle for the look-ahead-free split.
+    fn words_reference(text: &str) -> Vec<String> {
+        let re = fancy_regex::Regex::new(
+            r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+",
+        )
+        .unwrap();
+        re.find_iter(text)
+            .map(|m| m.unwrap().as_str().to_string())
+            .collect()
+    }
+
+    /// The words of `text` as the tokenizer splits it.
+    fn words(text: &str) -> Vec<String> {
+        let t = tiny();
+        let mut out = Vec::new();
+        t.split_words(text, |w| {
+            out.push(w.to_string());
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn split_without_look_ahead_equals_gpt2_pattern(
+            text in r"([ \t\n\u{a0}\u{3000}]{0,4}|[a-zé日]{0,3}|[0-9٣]{0,3}|[.,!?'\-]{0,2}|'s|'ll|\PC{0,2}){0,12}",
+        ) {
+            proptest::prop_assert_eq!(words(&text), words_reference(&text));
+        }
+    }
+
+    /// The plain BPE loop: merge the lowest-rank pair (leftmost at a tie) until none applies.
+    /// O(n^2); the oracle for [`Tokenizer::merge`].
+    fn merge_reference(t: &Tokenizer, mut syms: Vec<u32>) -> Vec<u32> {
+        loop {
+            let best = syms
+                .windows(2)
+                .enumerate()
+                .filter_map(|(i, w)| t.merges.get(&(w[0], w[1])).map(|&(rank, id)| (rank, i, id)))
+                .min();
+            match best {
+                Some((_, i, id)) => {
+                    syms[i] = id;
+                    syms.remove(i + 1);
+                }
+                None => return syms,
+            }
+        }
+    }
+
+    /// A vocabulary over `a`..`d` with every merge of two tokens up to length 3, ranked by `order`.
+    fn abcd(order: &[usize]) -> Tokenizer {
+        let map = byte_to_unicode();
+        let mut tokens: Vec<String> = map.iter().map(|c| c.to_string()).collect();
+        let letters = ["a", "b", "c", "d"];
+        let mut merges = Vec::new();
+        for l in letters {
+            for r in letters {
+                merges.push(format!("{l} {r}"));
+                tokens.push(format!("{l}{r}"));
+            }
+        }
+        for l in letters {
+            for r in letters {
+                for x in letters {
+                    merges.push(format!("{l}{r} {x}"));
+                    merges.push(format!("{l} {r}{x}"));
+                    tokens.push(format!("{l}{r}{x}"));
+                }
+            }
+        }
+        tokens.sort();
+        tokens.dedup();
+        let ranked: Vec<String> = order
+            .iter()
+            .map(|&k| merges[k % merges.len()].clone())
+            .collect();
+        let types = vec![1; tokens.len()];
+        Tokenizer::new(tokens, &ranked, &types, PreTokenizer::Gpt2).unwrap()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn heap_merge_equals_the_plain_loop(
+            order in proptest::collection::vec(0usize..1000, 0..60),
+            word in "[abcd]{0,40}",
+        ) {
+            let t = abcd(&order);
+            let syms: Vec<u32> = word
+                .bytes()
+                .map(|b| t.token_ids[&t.byte_to_char[b as usize].to_string()])
+                .collect();
+            proptest::prop_assert_eq!(t.merge(syms.clone()), merge_reference(&t, syms));
+        }
+    }
+
+    /// Found by reasoning before fuzzing reached it (a fuzzer's inputs stay short): one word of a
+    /// few MiB (no spaces) failed in the pre-tokenizer's backtracking regex ("Max stack size
+    /// exceeded") and would then have made the merge loop quadratic; text full of special tokens
+    /// made the special-token search quadratic. All linear now: this takes well under a second.
+    #[test]
+    fn long_words_and_many_special_tokens_are_linear() {
+        let t = tiny();
+        let word = "the".repeat(1 << 19); // 1.5 MiB, one word
+        let ids = t.encode(&word).unwrap();
+        assert_eq!(t.decode(&ids).unwrap(), word);
+        let specials = "<|end|>x".repeat(1 << 17); // 1 MiB, 131072 special tokens
+        let ids = t.encode(&specials).unwrap();
+        assert_eq!(ids.len(), 2 << 17);
+        assert_eq!(t.decode(&ids).unwrap(), specials);
     }
 }

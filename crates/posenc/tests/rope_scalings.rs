@@ -196,7 +196,7 @@ fn bad_shapes_are_errors() {
     assert!(RopeTable::new(&f, &vec![0; (MAX_TABLE_ENTRIES / 4 + 1) as usize]).is_err());
     for bad in [
         params(f64::NAN, 8, 8, RopeScaling::Default),
-        params(10_000.0, 8, 7, RopeScaling::Default),
+        params(10_000.0, 7, 7, RopeScaling::Default),
         params(10_000.0, 8, 10, RopeScaling::Default),
         params(10_000.0, 0, 0, RopeScaling::Default),
         params(

@@ -44,23 +44,34 @@ fn entries() {
     assert_eq!(nope::NoPe.entry(), PositionEntry::Nowhere);
 }
 
+/// The shared fixture's slopes come from a torch whose `pow` used 16-float blocks (an AVX2
+/// capability: its README does not name the machine, and only the AVX2 profile reproduces all 133
+/// values; the AVX-512 profile misses one, 16 heads' slope 12, which torch computes there in the
+/// glibc tail).
 #[test]
 fn bloom_f32_slopes_match_fixture() {
     let cases = fixture_slopes();
     assert!(cases.len() >= 8);
     let mut total = 0;
+    let mut avx512_misses = 0;
     for (n, want) in cases {
-        let got = alibi::slopes_bloom_f32(n, HfCpu::Avx512).unwrap();
+        let got = alibi::slopes_bloom_f32(n, HfCpu::Avx2).unwrap();
+        let other = alibi::slopes_bloom_f32(n, HfCpu::Avx512).unwrap();
         assert_eq!(got.len(), want.len());
-        for (h, (g, w)) in got.iter().zip(&want).enumerate() {
+        for (h, ((g, o), w)) in got.iter().zip(&other).zip(&want).enumerate() {
             let rel = (f64::from(*g) - w).abs() / w.abs();
             assert!(rel <= 1e-7, "{n} heads, head {h}: {g} vs {w} (rel {rel:e})");
             // Stronger: the fixture holds f32 values and we reproduce them bit for bit.
             assert_eq!(f64::from(*g), *w, "{n} heads, head {h}");
+            avx512_misses += usize::from(f64::from(*o) != *w);
             total += 1;
         }
     }
     assert_eq!(total, 133);
+    assert!(
+        avx512_misses > 0,
+        "the profiles should differ on this fixture"
+    );
 }
 
 /// Our own fixture (scripts/hf-fixtures/alibi_slopes.py): BLOOM's slopes for 1..256 heads under

@@ -1,7 +1,7 @@
 //! JSON endpoints of the explorer, one per computation (listed in `assets/API.md`).
 //!
 //! Each handler reads validated [`Params`], computes with the posenc library on a blocking
-//! thread (at most two per CPU core at once), and answers JSON. Heatmaps over long position ranges are
+//! thread (in one of two bounded pools, [`super::pools`]: slow endpoints apart), and answers JSON. Heatmaps over long position ranges are
 //! sampled to at most `width` columns (one per pixel column of the canvas) so the response size
 //! is bounded by `width x rows`, not by the sequence length.
 
@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -114,7 +114,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(
             "/api/longctx/base_bound",
-            get(|p: Params| blocking(move || base_bound(&p))),
+            get(|p: Params| blocking_heavy(move || base_bound(&p))),
         )
         .route("/api/config/inspect", post(config_inspect))
         .route("/api/results", get(results_index))
@@ -139,39 +139,18 @@ pub async fn not_found() -> ApiError {
     }
 }
 
-/// At most this many computations run at once (others wait their turn), so the memory in use is
-/// bounded by this times the per-request caps, whatever the number of clients.
-fn compute_slots() -> &'static tokio::sync::Semaphore {
-    static SLOTS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
-    SLOTS.get_or_init(|| {
-        let cpus = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
-        tokio::sync::Semaphore::new(2 * cpus)
-    })
-}
-
-/// Runs a computation on the blocking pool and turns it into a response.
+/// Runs a computation in the light pool (see [`super::pools`]) and turns it into a response.
 pub(super) async fn blocking<R: Into<Reply>>(
     f: impl FnOnce() -> ApiResult<R> + Send + 'static,
 ) -> Response {
-    let Ok(_permit) = compute_slots().acquire().await else {
-        return ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message: "shutting down".into(),
-        }
-        .into_response();
-    };
-    // Serialising runs on the blocking thread too: large answers stay off the async workers.
-    match tokio::task::spawn_blocking(move || f().and_then(|r| r.into().into_bytes())).await {
-        Ok(Ok(bytes)) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
-        Ok(Err(e)) => e.into_response(),
-        Err(_) => ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            message: "computation failed".into(),
-        }
-        .into_response(),
-    }
+    super::pools::run(super::pools::Pool::Light, f).await
+}
+
+/// Runs a computation that may take seconds in the heavy pool, so it cannot hold up the rest.
+pub(super) async fn blocking_heavy<R: Into<Reply>>(
+    f: impl FnOnce() -> ApiResult<R> + Send + 'static,
+) -> Response {
+    super::pools::run(super::pools::Pool::Heavy, f).await
 }
 
 async fn health() -> Json<Value> {
@@ -741,14 +720,21 @@ async fn config_inspect(body: Result<Bytes, BytesRejection>) -> Response {
     let bytes = match body {
         Ok(b) => b,
         Err(e) => {
-            return ApiError::bad(format!("cannot read body: {}", e.body_text())).into_response()
+            return ApiError {
+                status: e.status(),
+                message: format!("cannot read body: {}", e.body_text()),
+            }
+            .into_response()
         }
     };
     if bytes.len() > MAX_CONFIG_BYTES {
-        return ApiError::bad(format!("config is larger than {MAX_CONFIG_BYTES} bytes"))
-            .into_response();
+        return ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: format!("config is larger than the limit of {MAX_CONFIG_BYTES} bytes"),
+        }
+        .into_response();
     }
-    blocking(move || {
+    blocking_heavy(move || {
         let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::bad("config is not UTF-8"))?;
         super::inspect::inspect(text)
     })

@@ -17,7 +17,7 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::api::blocking;
+use super::api::{blocking, blocking_heavy};
 use super::params::{ApiError, ApiResult, Params};
 use super::reply::Reply;
 use posenc_learn::{self as learn, AdviceRequest, Arch, LearnError, LearnErrorKind, Part};
@@ -63,7 +63,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         )
         .route(
             "/api/learn/advise",
-            get(|p: Params| blocking(move || advise(&p))),
+            get(|p: Params| blocking_heavy(move || advise(&p))),
         )
         .route(
             "/api/learn/predictions",
@@ -148,11 +148,18 @@ struct CheckBody {
     answer: String,
 }
 
-/// The bytes of a request body of at most `max` bytes.
+/// The bytes of a request body of at most `max` bytes (413 past it, the reader's own status
+/// when the body cannot be read).
 fn body_bytes(body: Result<Bytes, BytesRejection>, max: usize) -> ApiResult<Bytes> {
-    let bytes = body.map_err(|e| ApiError::bad(format!("cannot read body: {}", e.body_text())))?;
+    let bytes = body.map_err(|e| ApiError {
+        status: e.status(),
+        message: format!("cannot read body: {}", e.body_text()),
+    })?;
     if bytes.len() > max {
-        return Err(ApiError::bad(format!("body is larger than {max} bytes")));
+        return Err(ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: format!("body is larger than the limit of {max} bytes"),
+        });
     }
     Ok(bytes)
 }

@@ -96,10 +96,25 @@ impl Params {
         match self.raw(key) {
             None => Ok(default),
             Some(s) => {
-                let v: i64 = s
-                    .parse()
-                    .map_err(|_| ApiError::bad(format!("`{key}` must be an integer, got {s:?}")))?;
-                if v < min || v > max {
+                let v: i64 = s.parse().map_err(|e: std::num::ParseIntError| {
+                    use std::num::IntErrorKind;
+                    ApiError::bad(match e.kind() {
+                        // Digits that overflow i64: say what the limit is, not "not an integer".
+                        IntErrorKind::PosOverflow => {
+                            format!("`{key}` is too large (max {max}), got {s}")
+                        }
+                        IntErrorKind::NegOverflow => {
+                            format!("`{key}` is too small (min {min}), got {s}")
+                        }
+                        _ => format!("`{key}` must be an integer, got {s:?}"),
+                    })
+                })?;
+                if v > max {
+                    return Err(ApiError::bad(format!(
+                        "`{key}` is too large (max {max}), got {v}"
+                    )));
+                }
+                if v < min {
                     return Err(ApiError::bad(format!(
                         "`{key}` must be in {min}..={max}, got {v}"
                     )));

@@ -475,8 +475,11 @@ async fn config_inspect_reads_fixture_configs_and_rejects_junk() {
     .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(v["error"].as_str().unwrap().contains("warp"));
-    let (s, _) = post("/api/config/inspect", &"x".repeat(300 * 1024)).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
+    // Too large: 413 with the limit (issue 15), not axum's 400 text.
+    let (s, v) = post("/api/config/inspect", &"x".repeat(300 * 1024)).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(v["limit_bytes"], super::api::MAX_CONFIG_BYTES);
+    assert!(v["error"].as_str().unwrap().contains("262144"), "{v}");
     // A sliding-window model: the summary carries the window and the contexts it bounds.
     let text = std::fs::read_to_string(fixtures().join("rope/mistral-7b-v0.1.config.json"))
         .expect("fixture");

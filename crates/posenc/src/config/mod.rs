@@ -206,6 +206,14 @@ pub(crate) fn as_usize(v: &Value, key: &str) -> Result<usize> {
     // Some configs write integers as floats (4096.0).
     match v.as_f64() {
         Some(f) if f >= 0.0 && f.fract() == 0.0 && f < 1e15 => Ok(f as usize),
+        // Integer literals past u64 arrive as floats: name the limit, not the type.
+        Some(f) if f >= u64::MAX as f64 => Err(Error::invalid(
+            key,
+            format!(
+                "a non-negative integer, too large (max {}), got {v}",
+                u64::MAX
+            ),
+        )),
         _ => Err(Error::invalid(
             key,
             format!("a non-negative integer, got {v}"),
