@@ -237,7 +237,9 @@ def run_one(name, cfg):
                     if s is not None:
                         m(x, torch.tensor([[s - 1]]), **kw)
                     pos = torch.tensor([POSITIONS])
-                    cos, sin = type(m).forward.__wrapped__(m, x, pos, **kw)
+                    res = type(m).forward.__wrapped__(m, x, pos, **kw)
+                    # DeepSeek-V2 and Llama 4 return complex e^{i·angle} per pair.
+                    cos, sin = (res.real, res.imag) if torch.is_tensor(res) else res
                     inv = getattr(m, f"{lt}_inv_freq") if per_type else m.inv_freq
                     att = getattr(m, f"{lt}_attention_scaling") if per_type else m.attention_scaling
                     pairs = inv.numel()

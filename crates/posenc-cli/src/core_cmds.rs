@@ -129,7 +129,7 @@ pub fn rope(args: RopeArgs) -> anyhow::Result<i32> {
     let cfg = read_config(&args.config, "--config")?;
     let precision = match args.precision.as_str() {
         "exact" => Precision::Exact,
-        "hf" => Precision::Hf(args.hf_cpu.parse()?),
+        "hf" => cfg.hf_precision(args.hf_cpu.parse()?),
         other => bail!("invalid --precision: expected exact or hf, got `{other}`"),
     };
     let params = layer(&cfg, args.layer_type.as_deref())?;
@@ -154,7 +154,8 @@ pub fn rope(args: RopeArgs) -> anyhow::Result<i32> {
     let warnings: Vec<String> = cfg.warnings.iter().map(ToString::to_string).collect();
     if args.json {
         let hf_trig = match precision {
-            Precision::Hf(cpu) => Some(posenc::torch_f32::trig_backend(cpu)),
+            Precision::Hf(cpu) => Some(posenc::torch_f32::trig_backend(cpu).to_string()),
+            Precision::HfPolar(_) => Some("libm cosf/sinf, as torch.polar".to_string()),
             Precision::Exact => None,
         };
         let out = json!({
@@ -167,7 +168,11 @@ pub fn rope(args: RopeArgs) -> anyhow::Result<i32> {
             "layout": cfg.layout,
             "precision": precision.to_string(),
             "hf_trig": hf_trig,
-            "hf_trig_bit_identical": hf_trig.as_ref().map(|b| b.bit_identical()),
+            "hf_trig_bit_identical": match precision {
+                Precision::Hf(cpu) => Some(posenc::torch_f32::trig_backend(cpu).bit_identical()),
+                Precision::HfPolar(_) => Some(true),
+                Precision::Exact => None,
+            },
             "seq_len": args.seq_len,
             "inv_freq": freqs.inv_freq,
             "attention_factor": freqs.attention_factor,
@@ -184,8 +189,12 @@ pub fn rope(args: RopeArgs) -> anyhow::Result<i32> {
             cfg.hf_class,
             precision
         );
-        if let Precision::Hf(cpu) = precision {
-            println!("hf cos/sin from {}", posenc::torch_f32::trig_backend(cpu));
+        match precision {
+            Precision::Hf(cpu) => {
+                println!("hf cos/sin from {}", posenc::torch_f32::trig_backend(cpu))
+            }
+            Precision::HfPolar(_) => println!("hf cos/sin from libm, as torch.polar"),
+            Precision::Exact => {}
         }
         if !cfg.defaults.is_empty() {
             let list: Vec<String> = cfg

@@ -78,6 +78,10 @@ pub enum Precision {
     /// What the Hugging Face model module computes in float32 on the given machine, bit for
     /// bit (see [`crate::torch_f32`]).
     Hf(HfCpu),
+    /// The same for models whose rotary module builds `torch.polar(1, angle)` instead of
+    /// `cos`/`sin` tables (DeepSeek-V2, Llama 4): torch computes those with scalar libm
+    /// `cosf`/`sinf`, not MKL. [`crate::config::ModelConfig::hf_precision`] picks it.
+    HfPolar(HfCpu),
 }
 
 impl Precision {
@@ -88,7 +92,7 @@ impl Precision {
 
     /// Whether this is an `hf` mode.
     pub fn is_hf(self) -> bool {
-        matches!(self, Precision::Hf(_))
+        matches!(self, Precision::Hf(_) | Precision::HfPolar(_))
     }
 }
 
@@ -97,6 +101,7 @@ impl std::fmt::Display for Precision {
         match self {
             Precision::Exact => f.write_str("exact"),
             Precision::Hf(cpu) => write!(f, "hf:{cpu}"),
+            Precision::HfPolar(cpu) => write!(f, "hf-polar:{cpu}"),
         }
     }
 }
@@ -109,10 +114,13 @@ impl std::str::FromStr for Precision {
             "hf" => Ok(Precision::hf()),
             _ => match s.strip_prefix("hf:") {
                 Some(cpu) => Ok(Precision::Hf(cpu.parse()?)),
-                None => Err(Error::invalid(
-                    "precision",
-                    format!("`exact`, `hf` or `hf:PROFILE`, got `{s}`"),
-                )),
+                None => match s.strip_prefix("hf-polar:") {
+                    Some(cpu) => Ok(Precision::HfPolar(cpu.parse()?)),
+                    None => Err(Error::invalid(
+                        "precision",
+                        format!("`exact`, `hf`, `hf:PROFILE` or `hf-polar:PROFILE`, got `{s}`"),
+                    )),
+                },
             },
         }
     }
@@ -585,7 +593,7 @@ impl RopeParams {
         self.validate()?;
         let (inv_freq, attention_factor) = match precision {
             Precision::Exact => self.frequencies_f64(seq_len),
-            Precision::Hf(cpu) => {
+            Precision::Hf(cpu) | Precision::HfPolar(cpu) => {
                 let (f, a) = self.frequencies_hf(seq_len, cpu);
                 (f.into_iter().map(f64::from).collect(), a)
             }
@@ -982,7 +990,7 @@ pub fn cos_sin_row(
         Precision::Exact => {
             fill_f64_row(freqs, position as f64, freqs.attention_factor, cos, sin);
         }
-        Precision::Hf(cpu) => hf_rows(freqs, cpu, &[position], cos, sin)?,
+        Precision::Hf(_) | Precision::HfPolar(_) => hf_rows(freqs, &[position], cos, sin)?,
     }
     Ok(())
 }
@@ -993,7 +1001,6 @@ pub fn cos_sin_row(
 /// the attention factor rounded to float32. Elementwise, so rows do not depend on each other.
 fn hf_rows(
     freqs: &RopeFrequencies,
-    cpu: HfCpu,
     positions: &[u64],
     cos: &mut [f32],
     sin: &mut [f32],
@@ -1006,7 +1013,13 @@ fn hf_rows(
             inv.iter().map(move |&f| p * f)
         })
         .collect();
-    torch_f32::hf_cos_sin(cpu, &angles, cos, sin)?;
+    match freqs.precision {
+        Precision::HfPolar(_) => torch_f32::libm_cos_sin(&angles, cos, sin)?,
+        Precision::Hf(cpu) => {
+            torch_f32::hf_cos_sin(cpu, &angles, cos, sin)?;
+        }
+        Precision::Exact => unreachable!("hf_rows is for hf precision"),
+    }
     let a = freqs.attention_factor as f32;
     if a != 1.0 {
         for v in cos.iter_mut().chain(sin.iter_mut()) {
@@ -1076,8 +1089,8 @@ impl RopeTable {
         )?;
         let mut cos = vec![0.0f32; positions.len() * pairs];
         let mut sin = vec![0.0f32; positions.len() * pairs];
-        if let Precision::Hf(cpu) = freqs.precision {
-            hf_rows(freqs, cpu, positions, &mut cos, &mut sin)?;
+        if freqs.precision.is_hf() {
+            hf_rows(freqs, positions, &mut cos, &mut sin)?;
         } else if pairs > 0 {
             for ((&p, c), s) in positions
                 .iter()

@@ -728,3 +728,27 @@ fn denormal_factors_are_errors_naming_the_parameter() {
         }
     }
 }
+
+/// GPT-J: sizes under the GPT-2 names, an absolute `rotary_dim` (default 64), base 10000 fixed
+/// in the model code (checked with transformers 5.25: `create_sinusoidal_positions(n_positions,
+/// rotary_dim)`), interleaved pairs; rope_theta is not read.
+#[test]
+fn gptj_reads_its_own_names_and_fixed_base() {
+    let cfg = parse_config(
+        r#"{"model_type": "gptj", "n_embd": 256, "n_head": 4, "rotary_dim": 24, "n_positions": 512, "rope_theta": 500.0}"#,
+    )
+    .unwrap();
+    let p = cfg.params();
+    assert_eq!((p.head_dim, p.rotary_dim, p.base), (64, 24, 10_000.0));
+    assert_eq!(cfg.max_position_embeddings, 512);
+    assert_eq!(cfg.layout, posenc::rope::RopeLayout::Interleaved);
+    assert!(cfg.warnings.iter().any(|w| w.key == "rope_theta"));
+    let f = p.frequencies(None, Precision::Exact).unwrap();
+    for (i, v) in f.inv_freq.iter().enumerate() {
+        let want = 10_000f64.powf(-(2.0 * i as f64) / 24.0);
+        assert!((v - want).abs() <= 1e-15 * want, "pair {i}");
+    }
+    let cfg = parse_config(r#"{"model_type": "gptj", "n_embd": 1024, "n_head": 4}"#).unwrap();
+    assert_eq!(cfg.params().rotary_dim, 64);
+    assert_eq!(cfg.defaults["rotary_dim"], "gptj default");
+}

@@ -41,7 +41,7 @@ fn random_freqs(rng: &mut ChaCha8Rng, pairs: usize, precision: Precision) -> Rop
             let f = 1.0 / f64::powf(base, i as f64 / pairs.max(1) as f64);
             match precision {
                 Precision::Exact => f,
-                Precision::Hf(_) => f as f32 as f64,
+                Precision::Hf(_) | Precision::HfPolar(_) => f as f32 as f64,
             }
         })
         .collect();

@@ -157,7 +157,9 @@ pub(crate) fn parse_block(
             format!("a number in (0, 1], got {partial}"),
         ));
     }
-    let mut rotary_dim = if rt == "default" && b.default_ignores_partial {
+    let mut rotary_dim = if let Some(r) = b.rotary_dim {
+        r
+    } else if rt == "default" && b.default_ignores_partial {
         if partial < 1.0 && map.contains_key("partial_rotary_factor") {
             warnings.push(Lint::posenc(
                 format!("{path}partial_rotary_factor"),

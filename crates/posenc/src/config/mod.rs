@@ -142,6 +142,9 @@ pub struct ModelConfig {
     pub hf_class: String,
     /// How the model pairs dimensions (Cohere, DeepSeek, GPT-J and Llama 4 interleave).
     pub layout: RopeLayout,
+    /// The rotary module works with complex numbers (`torch.polar`): hf-mode cos/sin then come
+    /// from libm, not MKL ([`ModelConfig::hf_precision`]).
+    pub complex_rotary: bool,
     /// Layers (0-based) without any RoPE: SmolLM3 and Llama 4 every 4th layer, Cohere 2 its
     /// full-attention layers. Empty when every layer has RoPE or the layer count is unknown.
     pub layers_without_rope: Vec<usize>,
@@ -182,6 +185,17 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// The `hf` precision that reproduces this model's rotary module on `cpu`:
+    /// [`Precision::HfPolar`](crate::rope::Precision::HfPolar) for complex-number modules, else
+    /// [`Precision::Hf`](crate::rope::Precision::Hf).
+    pub fn hf_precision(&self, cpu: crate::rope::HfCpu) -> crate::rope::Precision {
+        if self.complex_rotary {
+            crate::rope::Precision::HfPolar(cpu)
+        } else {
+            crate::rope::Precision::Hf(cpu)
+        }
+    }
+
     /// The RoPE parameters of global (full-attention) layers, or of all layers.
     pub fn params(&self) -> &RopeParams {
         self.layers
@@ -437,6 +451,7 @@ pub fn parse_config_value(value: &Value) -> Result<ModelConfig> {
         model_type,
         hf_class: mt.hf_class.to_string(),
         layout: mt.layout,
+        complex_rotary: mt.complex_rotary,
         layers_without_rope,
         head_dim: sizes.head_dim,
         num_attention_heads: Some(sizes.num_attention_heads),

@@ -86,6 +86,9 @@ pub enum RopeShape {
     /// Gemma 4: nested `rope_parameters` only; defaults `{sliding: default 1e4, full:
     /// proportional 0.25 1e6}`; legacy `rope_theta` ignored; `rope_scaling` breaks HF.
     Gemma4,
+    /// GPT-J: no RoPE keys at all; base 10000 in the model code, an absolute `rotary_dim`
+    /// (default 64), sizes under `n_embd` / `n_head` / `n_positions`.
+    GptJ,
 }
 
 /// Layers that have no RoPE at all.
@@ -148,6 +151,9 @@ pub struct ModelType {
     pub phimoe_mscale: bool,
     /// Layers without RoPE.
     pub no_rope: NoRopeLayers,
+    /// The rotary module builds `torch.polar(1, angle)` (complex numbers) rather than cos/sin
+    /// tables: torch then takes cos/sin from scalar libm (DeepSeek-V2, Llama 4).
+    pub complex_rotary: bool,
 }
 
 /// The Llama row; every other row starts from it.
@@ -174,6 +180,7 @@ const LLAMA: ModelType = ModelType {
     default_yarn: false,
     phimoe_mscale: false,
     no_rope: NoRopeLayers::None,
+    complex_rotary: false,
 };
 
 /// A row with Llama's rules but its own name and sizes.
@@ -393,6 +400,7 @@ pub const MODEL_TYPES: &[ModelType] = &[
     ModelType {
         head_dim: HeadDimRule::QkRope { file_wins: false },
         layout: RopeLayout::Interleaved,
+        complex_rotary: true,
         checks_divisible: true,
         ..like_llama("deepseek_v2", "DeepseekV2Config", 4096, 32, 2048)
     },
@@ -424,12 +432,21 @@ pub const MODEL_TYPES: &[ModelType] = &[
         head_dim: HeadDimRule::Property,
         ..like_llama("falcon", "FalconConfig", 4544, 71, 2048)
     },
+    // GPTJConfig: rotary_dim (absolute, default 64; GPTJRotaryEmbedding uses `rotary_dim or
+    // hidden_size`), base 10000 fixed in the model code; rope_theta / rope_scaling are not read;
+    // interleaved pairs.
+    ModelType {
+        shape: RopeShape::GptJ,
+        layout: RopeLayout::Interleaved,
+        ..like_llama("gptj", "GPTJConfig", 4096, 16, 2048)
+    },
     // Llama4TextConfig: default_theta 5e5, head_dim 128; every 4th layer without RoPE.
     ModelType {
         theta: 500_000.0,
         head_dim: HeadDimRule::Fixed(128),
         layout: RopeLayout::Interleaved,
         no_rope: NoRopeLayers::EveryNth(4),
+        complex_rotary: true,
         ..like_llama("llama4_text", "Llama4TextConfig", 5120, 40, 131_072)
     },
 ];

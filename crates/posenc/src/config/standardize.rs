@@ -29,6 +29,8 @@ pub(crate) struct Block {
     pub original_at_validation: Option<usize>,
     /// The keys the file itself wrote in this block (the rest were filled in).
     pub own_keys: Vec<String>,
+    /// GPT-J: an absolute rotated width (`rotary_dim`) instead of a fraction.
+    pub rotary_dim: Option<usize>,
 }
 
 /// The sizes HF resolves before RoPE.
@@ -52,14 +54,24 @@ pub(crate) fn sizes(
     defaults: &mut Provenance,
 ) -> Result<Sizes> {
     let default_of = |_: &str| format!("{} default", mt.name);
-    let hidden = match get_usize(root, "hidden_size", "")? {
+    // GPTJConfig's attribute_map: hidden_size, num_attention_heads and max_position_embeddings
+    // live under the GPT-2 names.
+    let alias = |key: &'static str| -> &'static str {
+        match (mt.shape, key) {
+            (RopeShape::GptJ, "hidden_size") => "n_embd",
+            (RopeShape::GptJ, "num_attention_heads") => "n_head",
+            (RopeShape::GptJ, "max_position_embeddings") => "n_positions",
+            _ => key,
+        }
+    };
+    let hidden = match get_usize(root, alias("hidden_size"), "")? {
         Some(h) => h,
         None => {
             defaults.insert("hidden_size".into(), default_of("hidden_size"));
             mt.hidden_size
         }
     };
-    let heads = match get_usize(root, "num_attention_heads", "")? {
+    let heads = match get_usize(root, alias("num_attention_heads"), "")? {
         Some(h) => h,
         None => {
             defaults.insert("num_attention_heads".into(), default_of("heads"));
@@ -154,7 +166,7 @@ pub(crate) fn sizes(
         }
         None
     };
-    let max_position_embeddings = match get_usize(root, "max_position_embeddings", "")? {
+    let max_position_embeddings = match get_usize(root, alias("max_position_embeddings"), "")? {
         Some(m) if m > 0 => m,
         Some(_) => {
             return Err(Error::invalid(
@@ -308,6 +320,7 @@ pub(crate) fn rope_blocks(
                         default_ignores_partial: mt.rotary == RotaryVariant::Llama,
                         original_at_validation: None,
                         own_keys: Vec::new(),
+                        rotary_dim: None,
                         layer_type: lt,
                     })
                     .collect()
@@ -321,6 +334,7 @@ pub(crate) fn rope_blocks(
                     default_ignores_partial: mt.rotary == RotaryVariant::Llama,
                     original_at_validation: None,
                     own_keys: Vec::new(),
+                    rotary_dim: None,
                 }]
             }
         }
@@ -421,9 +435,62 @@ pub(crate) fn rope_blocks(
                     default_ignores_partial: true,
                     original_at_validation: None,
                     own_keys: Vec::new(),
+                    rotary_dim: None,
                 });
             }
             out
+        }
+        RopeShape::GptJ => {
+            for key in [
+                "rope_theta",
+                "rope_scaling",
+                "rope_parameters",
+                "partial_rotary_factor",
+            ] {
+                if root.get(key).is_some_and(|v| !v.is_null()) {
+                    warnings.push(Lint::posenc(
+                        key,
+                        "not read by GPTJConfig: GPT-J's RoPE is fixed in the model code (base 10000, rotary_dim dims)",
+                    ));
+                }
+            }
+            let rotary_dim = match root.get("rotary_dim") {
+                None => {
+                    defaults.insert("rotary_dim".into(), "gptj default".into());
+                    64
+                }
+                Some(Value::Null) => {
+                    warnings.push(Lint::hf_error(
+                        "rotary_dim",
+                        "null: GPTJConfig type-checks it as an int (the rotary module would use hidden_size)",
+                    ));
+                    sizes.head_dim
+                }
+                Some(v) => as_usize(v, "rotary_dim")?,
+            };
+            let mut map = Map::new();
+            map.insert("rope_type".into(), json!("default"));
+            map.insert("rope_theta".into(), json!(10_000.0));
+            let head = sizes.head_dim;
+            if rotary_dim > head {
+                return Err(Error::invalid(
+                    "rotary_dim",
+                    format!(
+                        "at most the head size hidden_size / n_head = {head}, got {rotary_dim}"
+                    ),
+                ));
+            }
+            vec![Block {
+                layer_type: "all".into(),
+                map,
+                path: String::new(),
+                nested: false,
+                head_dim: head,
+                default_ignores_partial: false,
+                original_at_validation: None,
+                own_keys: Vec::new(),
+                rotary_dim: Some(rotary_dim),
+            }]
         }
         RopeShape::Gemma4 => {
             if scaling.is_some() {
@@ -476,6 +543,7 @@ pub(crate) fn rope_blocks(
                         default_ignores_partial: true,
                         original_at_validation: None,
                         own_keys: Vec::new(),
+                        rotary_dim: None,
                     }),
                     None if wanted => {
                         return Err(Error::MissingKey {

@@ -273,7 +273,7 @@ pub fn kshift_inplace<T: Element>(
 fn fill_row(freqs: &RopeFrequencies, x: f64, cos: &mut [f32], sin: &mut [f32]) {
     match freqs.precision {
         Precision::Exact => trig::cos_sin_row(&freqs.inv_freq, x, freqs.attention_factor, cos, sin),
-        Precision::Hf(_) => {
+        Precision::Hf(_) | Precision::HfPolar(_) => {
             // Buffers are sized by the caller; the reference cannot fail here.
             let _ = rope::cos_sin_row(freqs, x as u64, cos, sin);
         }

@@ -223,3 +223,20 @@ pub fn hf_cos_sin(
     }
     Ok(trig_backend(cpu))
 }
+
+/// `cos` and `sin` of float32 angles with the platform's scalar `cosf`/`sinf`: what torch's
+/// `torch.polar` (and every scalar loop) gives, on any CPU.
+pub fn libm_cos_sin(angles: &[f32], cos: &mut [f32], sin: &mut [f32]) -> crate::Result<()> {
+    if cos.len() != angles.len() || sin.len() != angles.len() {
+        return Err(crate::Error::shape(
+            "cos/sin buffers",
+            angles.len(),
+            format!("{}/{}", cos.len(), sin.len()),
+        ));
+    }
+    for ((&a, c), s) in angles.iter().zip(cos.iter_mut()).zip(sin.iter_mut()) {
+        *c = a.cos();
+        *s = a.sin();
+    }
+    Ok(())
+}

@@ -27,7 +27,7 @@
 mod mkl;
 mod sleef;
 
-pub use mkl::{hf_cos_sin, mkl_dir, trig_backend, TrigBackend, MKL_VERSION};
+pub use mkl::{hf_cos_sin, libm_cos_sin, mkl_dir, trig_backend, TrigBackend, MKL_VERSION};
 pub use sleef::sleef_powf;
 
 use crate::{Error, Result};

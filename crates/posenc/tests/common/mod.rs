@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+pub mod hf_lines;
+
 /// The shared fixtures: `$POSENC_FIXTURES`, else `../shared/fixtures` beside the checkout.
 pub fn fixtures() -> PathBuf {
     std::env::var_os("POSENC_FIXTURES")
