@@ -11,6 +11,7 @@ mod bench_attention;
 mod bench_cmd;
 mod bench_rope;
 mod core_cmds;
+mod lab_cmd;
 mod learn_cmd;
 mod model_cmd;
 mod plots;
@@ -55,6 +56,8 @@ enum Command {
     Advise(learn_cmd::AdviseArgs),
     /// Time the fast kernels (RoPE, tables, K-shift, fused attention) against the memory bandwidth.
     Bench(bench_cmd::BenchArgs),
+    /// Train small transformers with each position scheme and test them past their training length.
+    Lab(lab_cmd::LabArgs),
 }
 
 /// Runs one subcommand and returns the process exit status. An `Err` is reported as one line
@@ -72,6 +75,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Explain(args) => learn_cmd::explain_cmd(args),
         Command::Advise(args) => learn_cmd::advise_cmd(args),
         Command::Bench(args) => bench_cmd::run(args),
+        Command::Lab(args) => lab_cmd::run(args),
     }
 }
 

@@ -11,7 +11,7 @@ use posenc_model::attention_stats::attention_stats;
 use posenc_model::diagnostics::{decode_suite, CheckKind};
 use posenc_model::llama::{top_k, RopeSetup, MAX_CACHE_TOKENS};
 use posenc_model::passkey::{run_grid, PasskeyConfig};
-use posenc_model::perplexity::{looks_like_html, perplexity_curves, strip_html, PerplexityConfig};
+use posenc_model::perplexity::{perplexity_curves, rust_book_path, text_of_file, PerplexityConfig};
 use posenc_model::{fetch, scaling, Model};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -290,7 +290,7 @@ fn rope_setup(model: &Model, args: &RopeArgs) -> anyhow::Result<RopeSetup> {
 }
 
 /// A progress bar on stderr (drawn only on a terminal); hidden with `quiet`.
-fn progress_bar(total: usize, what: &str, quiet: bool) -> ProgressBar {
+pub(crate) fn progress_bar(total: usize, what: &str, quiet: bool) -> ProgressBar {
     if quiet {
         return ProgressBar::hidden();
     }
@@ -554,28 +554,17 @@ fn run_passkey(a: PasskeyArgs) -> anyhow::Result<i32> {
 
 /// The Rust book from the toolchain docs, if present.
 fn rust_book() -> Option<PathBuf> {
-    let out = std::process::Command::new("rustc")
-        .args(["--print", "sysroot"])
-        .output()
-        .ok()?;
-    let root = String::from_utf8(out.stdout).ok()?;
-    let path = Path::new(root.trim()).join("share/doc/rust/html/book/print.html");
-    path.is_file().then_some(path)
+    rust_book_path()
 }
 
 /// Reads a text file, stripping HTML; returns (text, description of the source).
 fn read_text(path: &Path) -> anyhow::Result<(String, String)> {
     let raw = read_capped(path, MAX_TEXT_BYTES, "text file")?;
-    let is_html = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"))
-        || looks_like_html(&raw);
-    let text = if is_html { strip_html(&raw) } else { raw };
+    let (text, stripped) = text_of_file(path, raw);
     let what = format!(
         "{}{}",
         path.display(),
-        if is_html { " (HTML stripped)" } else { "" }
+        if stripped { " (HTML stripped)" } else { "" }
     );
     Ok((text, what))
 }

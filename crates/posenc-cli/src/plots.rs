@@ -400,3 +400,145 @@ pub fn report_written(result: anyhow::Result<Vec<PathBuf>>, quiet: bool) -> Vec<
         }
     }
 }
+
+/// One panel of lines with error bars: per series `(x, mean, low, high)` points.
+pub struct BandPanel {
+    /// Panel title.
+    pub title: String,
+    /// `(name, colour index, points)` per series (the index picks a palette colour, so a
+    /// series keeps its colour across panels); a point is `(x, y, y_low, y_high)`.
+    pub series: Vec<(String, usize, Vec<(f64, f64, f64, f64)>)>,
+    /// Axis names.
+    pub x_desc: String,
+    /// Axis names.
+    pub y_desc: String,
+    /// Logarithmic y axis (else linear, from 0 for values in [0, 1]).
+    pub log_y: bool,
+    /// A vertical marker line `(x, label)`.
+    pub marker: Option<(f64, String)>,
+}
+
+/// Writes `base.svg` and `base.png`: the panels side by side, log2 x, lines through the means
+/// and vertical bars from low to high. Returns the paths.
+pub fn band_charts(
+    base: &Path,
+    title: &str,
+    panels: &[BandPanel],
+    size: (u32, u32),
+) -> anyhow::Result<Vec<PathBuf>> {
+    ensure_font()?;
+    let svg = base.with_extension("svg");
+    let png = base.with_extension("png");
+    {
+        let root = SVGBackend::new(&svg, size).into_drawing_area();
+        draw_bands(&root, title, panels)?;
+        root.present().map_err(err)?;
+    }
+    {
+        let root = BitMapBackend::new(&png, size).into_drawing_area();
+        draw_bands(&root, title, panels)?;
+        root.present().map_err(err)?;
+    }
+    Ok(vec![svg, png])
+}
+
+fn draw_bands<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    panels: &[BandPanel],
+) -> anyhow::Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let root = root.titled(title, ("sans-serif", 18)).map_err(err)?;
+    let areas = root.split_evenly((1, panels.len().max(1)));
+    for (area, p) in areas.iter().zip(panels) {
+        // A log y axis is drawn as log10(y) on a linear axis, labelled with y.
+        let fy = |y: f64| if p.log_y { y.log10() } else { y };
+        let usable = |y: f64| y.is_finite() && (!p.log_y || y > 0.0);
+        let points = || p.series.iter().flat_map(|(_, _, pts)| pts.iter());
+        let (x0, x1) = finite_range(points().map(|q| q.0).filter(|x| *x > 0.0).map(f64::log2));
+        let (y0, y1) = finite_range(
+            points()
+                .flat_map(|q| [q.1, q.2, q.3])
+                .filter(|y| usable(*y))
+                .map(fy),
+        );
+        let (ylo, yhi) = if !p.log_y && y0 >= 0.0 && y1 <= 1.0 {
+            (0.0, 1.02)
+        } else {
+            let pad = (y1 - y0).max(1e-3) * 0.06;
+            (y0 - pad, y1 + pad)
+        };
+        let mut chart = ChartBuilder::on(area)
+            .caption(&p.title, ("sans-serif", 15))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(x0 - 0.3..x1 + 0.3, ylo..yhi)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc(&p.x_desc)
+            .y_desc(&p.y_desc)
+            .x_labels(((x1 - x0).ceil() as usize + 2) * 2)
+            .x_label_formatter(&|v| {
+                let k = v.round();
+                if (v - k).abs() > 1e-6 {
+                    return String::new();
+                }
+                format!("{:.0}", 2f64.powf(k))
+            })
+            .y_label_formatter(&|y| fmt_value(if p.log_y { 10f64.powf(*y) } else { *y }, 2))
+            .light_line_style(WHITE)
+            .label_style(("sans-serif", 11))
+            .axis_desc_style(("sans-serif", 13))
+            .draw()
+            .map_err(err)?;
+        if let Some((x, label)) = p.marker.as_ref().filter(|(x, _)| *x > 0.0) {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    vec![(x.log2(), ylo), (x.log2(), yhi)],
+                    6,
+                    4,
+                    RGBColor(120, 120, 120).stroke_width(1),
+                ))
+                .map_err(err)?
+                .label(label.clone())
+                .legend(|(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], RGBColor(120, 120, 120))
+                });
+        }
+        for (name, colour_index, pts) in &p.series {
+            let colour = Palette99::pick(*colour_index).to_rgba();
+            let pts: Vec<(f64, f64, f64, f64)> = pts
+                .iter()
+                .copied()
+                .filter(|q| q.0 > 0.0 && usable(q.1) && usable(q.2) && usable(q.3))
+                .map(|(x, y, lo, hi)| (x.log2(), fy(y), fy(lo), fy(hi)))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(
+                    pts.iter().map(|q| (q.0, q.1)),
+                    colour.stroke_width(2),
+                ))
+                .map_err(err)?
+                .label(name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2))
+                });
+            chart
+                .draw_series(pts.iter().map(|q| {
+                    PathElement::new(vec![(q.0, q.2), (q.0, q.3)], colour.stroke_width(1))
+                }))
+                .map_err(err)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 11))
+            .draw()
+            .map_err(err)?;
+    }
+    Ok(())
+}

@@ -172,6 +172,38 @@ pub fn looks_like_html(text: &str) -> bool {
     head.starts_with("<!doctype html") || head.starts_with("<html") || head.contains("<html")
 }
 
+/// Where the Rust book lies inside a toolchain's sysroot (the default text of the perplexity
+/// diagnostic and of the lab's language-modelling task).
+pub const RUST_BOOK_IN_SYSROOT: &str = "share/doc/rust/html/book/print.html";
+
+/// The Rust book from the toolchain docs (`$(rustc --print sysroot)/`[`RUST_BOOK_IN_SYSROOT`]),
+/// if `rustc` runs and the file is there.
+pub fn rust_book_path() -> Option<std::path::PathBuf> {
+    let out = std::process::Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()?;
+    let root = String::from_utf8(out.stdout).ok()?;
+    let path = std::path::Path::new(root.trim()).join(RUST_BOOK_IN_SYSROOT);
+    path.is_file().then_some(path)
+}
+
+/// The text of a file's contents: HTML is stripped ([`strip_html`]) when the file name ends in
+/// `.html`/`.htm` or the contents look like HTML ([`looks_like_html`]). Returns the text and
+/// whether it was stripped.
+pub fn text_of_file(path: &std::path::Path, raw: String) -> (String, bool) {
+    let is_html = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"))
+        || looks_like_html(&raw);
+    if is_html {
+        (strip_html(&raw), true)
+    } else {
+        (raw, false)
+    }
+}
+
 /// `−ln p(tokens[i+1] | tokens[..=i])` for `i in 0..n−1`, from one forward pass at positions
 /// `0..n` with `rope`.
 pub fn token_nll(llama: &Llama, rope: &RopeSetup, tokens: &[u32]) -> Result<Vec<f64>> {
