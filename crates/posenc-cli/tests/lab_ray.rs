@@ -18,13 +18,24 @@ fn repo() -> PathBuf {
 /// The Ray head, stopped (its whole process group) when dropped.
 struct Head(Child);
 
+impl Head {
+    /// Signals the head's whole process group. Never a group id below 2: `kill(-1, ..)` would
+    /// signal every process this user may signal (util-linux `kill -TERM -N` once did exactly that).
+    fn signal_group(&self, signal: libc::c_int) {
+        let pgid = self.0.id() as libc::pid_t;
+        if pgid > 1 {
+            // SAFETY: kill(2) with a negative, non-(-1) pid only signals that process group.
+            unsafe {
+                libc::kill(-pgid, signal);
+            }
+        }
+    }
+}
+
 impl Drop for Head {
     fn drop(&mut self) {
         // `ray start --block` stops the processes it started when it gets SIGTERM.
-        let pgid = self.0.id() as i32;
-        let _ = Command::new("kill")
-            .args(["-TERM", &format!("-{pgid}")])
-            .status();
+        self.signal_group(libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.0.try_wait() {
@@ -32,9 +43,7 @@ impl Drop for Head {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        let _ = Command::new("kill")
-            .args(["-KILL", &format!("-{pgid}")])
-            .status();
+        self.signal_group(libc::SIGKILL);
         let _ = self.0.wait();
     }
 }
