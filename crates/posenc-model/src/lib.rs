@@ -22,6 +22,7 @@ pub mod diagnostics;
 mod error;
 pub mod fetch;
 pub mod gguf;
+pub mod gguf_check;
 pub mod llama;
 mod matmul;
 pub mod passkey;

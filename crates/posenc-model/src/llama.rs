@@ -342,6 +342,7 @@ impl Llama {
     /// Loads a model: reads the config and dequantizes every weight to `f32`.
     pub fn from_gguf(g: &GgufFile) -> Result<Llama> {
         let config = LlamaConfig::from_gguf(g)?;
+        crate::gguf_check::check_model_file(g)?;
         let c = &config;
         let load = |name: &str, dims: &[usize]| -> Result<Vec<f32>> {
             let info = g
