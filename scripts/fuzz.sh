@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 SECONDS_PER_TARGET=${1:-60}
-TARGETS=${FUZZ_TARGETS:-"config tokenizer cli_values server"}
+TARGETS=${FUZZ_TARGETS:-"config tokenizer cli_values server gguf"}
 CACHE=${POSENC_CACHE:-$HOME/.cache/posenc}
 AFL_VERSION=0.18.2
 export PATH="$CACHE/cargo-afl/bin:$PATH"
@@ -91,6 +91,11 @@ seeds_for() {
       done
       # AFL is slow with many large seeds: keep 64.
       ls "$dir"/text.* 2>/dev/null | tail -n +65 | xargs -r rm
+      ;;
+    gguf)
+      # Tiny consistent models in every supported weight type, truncations, and the head of the
+      # real model file (its llama.cpp-written metadata).
+      python3 fuzz/gguf_seeds.py "$dir" "${POSENC_FUZZ_GGUF:-}"
       ;;
     server)
       # The config inspector's box, with every fixture config.

@@ -401,13 +401,16 @@ pub fn report_written(result: anyhow::Result<Vec<PathBuf>>, quiet: bool) -> Vec<
     }
 }
 
+/// A point with its spread: `(x, y, y_low, y_high)`.
+pub type BandPoint = (f64, f64, f64, f64);
+
 /// One panel of lines with error bars: per series `(x, mean, low, high)` points.
 pub struct BandPanel {
     /// Panel title.
     pub title: String,
     /// `(name, colour index, points)` per series (the index picks a palette colour, so a
     /// series keeps its colour across panels); a point is `(x, y, y_low, y_high)`.
-    pub series: Vec<(String, usize, Vec<(f64, f64, f64, f64)>)>,
+    pub series: Vec<(String, usize, Vec<BandPoint>)>,
     /// Axis names.
     pub x_desc: String,
     /// Axis names.

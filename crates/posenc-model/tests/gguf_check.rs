@@ -203,10 +203,7 @@ fn repeated_keys_and_tensors_are_parse_errors() {
             "tensor `output_norm.weight` appears twice",
         ),
     ] {
-        let err = GgufFile::parse(build(&e))
-            .err()
-            .expect("refused")
-            .to_string();
+        let err = GgufFile::parse(build(&e)).expect_err("refused").to_string();
         assert!(err.contains(what), "{err}");
     }
 }
