@@ -73,7 +73,7 @@ impl ModelConfig {
                 format!("1..={MAX_D_MODEL}, got {}", self.d_model),
             ));
         }
-        if self.heads == 0 || self.d_model % self.heads != 0 {
+        if self.heads == 0 || !self.d_model.is_multiple_of(self.heads) {
             return Err(LabError::invalid(
                 "--heads",
                 format!(
@@ -82,7 +82,7 @@ impl ModelConfig {
                 ),
             ));
         }
-        if (self.d_model / self.heads) % 2 != 0 {
+        if !(self.d_model / self.heads).is_multiple_of(2) {
             return Err(LabError::invalid(
                 "--heads",
                 format!(

@@ -11,7 +11,7 @@
 //! | `t5` | added to the scores | [`posenc::relative::t5_bucket_matrix`] (causal, 32 buckets, max distance 128) | bias per bucket and head |
 //! | `shaw` | added to the scores and the values | [`posenc::relative::shaw_index_matrix`] (clip at 16) | `a^K`, `a^V` tables shared by the heads |
 //!
-//! [`PositionTerms::to_reference_scheme`] turns a trained model's position parameters back into
+//! [`SchemeSetup::to_reference_scheme`] turns a trained model's position parameters back into
 //! a [`posenc::attention::Scheme`], so the reference attention can check the lab's layer.
 
 use posenc::attention::Scheme as RefScheme;
