@@ -19,8 +19,10 @@
 //! # Ok::<(), posenc_lab::LabError>(())
 //! ```
 //!
-//! Why candle: one training step of the same model timed in interleaved rounds against burn
-//! (see `bench/lab-framework` and BENCHMARKS.md).
+//! Framework: candle. `bench/lab-framework` times one training step of the same model in
+//! candle and burn in interleaved rounds; it measured burn's flex backend at about a third of
+//! candle's step time (BENCHMARKS.md), so the measurement favours burn. The lab was written on
+//! candle before that measurement and has not been ported yet (BENCHMARKS.md says why).
 
 #![warn(missing_docs)]
 
