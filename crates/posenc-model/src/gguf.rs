@@ -528,32 +528,63 @@ pub fn dequantize(ty: GgmlType, raw: &[u8]) -> Result<Vec<f32>> {
             raw.len()
         )));
     }
-    let mut out = Vec::with_capacity(raw.len() / block_bytes * per_block);
+    let mut out = vec![0.0f32; raw.len() / block_bytes * per_block];
+    dequantize_into(ty, raw, &mut out)?;
+    Ok(out)
+}
+
+/// Dequantizes `raw` bytes of type `ty` into `out`, which must hold exactly the values of the
+/// whole blocks in `raw`. This is the scalar reference the quantized kernels of
+/// [`crate::quant`] are tested against (and the tile dequantizer of prefill).
+pub fn dequantize_into(ty: GgmlType, raw: &[u8], out: &mut [f32]) -> Result<()> {
+    let (per_block, block_bytes) = ty.block_layout().ok_or_else(|| Error::UnsupportedType {
+        tensor: "?".into(),
+        type_name: ty.name().into(),
+        type_id: ty.0,
+    })?;
+    if !raw.len().is_multiple_of(block_bytes) || raw.len() / block_bytes * per_block != out.len()
+    {
+        return Err(Error::Gguf(format!(
+            "{} data of {} bytes is not {} values in whole {block_bytes}-byte blocks",
+            ty.name(),
+            raw.len(),
+            out.len()
+        )));
+    }
     let f16_at = |b: &[u8], i: usize| f16::from_le_bytes([b[i], b[i + 1]]).to_f32();
-    for b in raw.chunks_exact(block_bytes) {
+    for (b, o) in raw
+        .chunks_exact(block_bytes)
+        .zip(out.chunks_exact_mut(per_block))
+    {
         match ty {
-            GgmlType::F32 => out.push(f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-            GgmlType::F16 => out.push(f16_at(b, 0)),
-            GgmlType::BF16 => out.push(bf16::from_le_bytes([b[0], b[1]]).to_f32()),
+            GgmlType::F32 => o[0] = f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            GgmlType::F16 => o[0] = f16_at(b, 0),
+            GgmlType::BF16 => o[0] = bf16::from_le_bytes([b[0], b[1]]).to_f32(),
             GgmlType::Q8_0 => {
                 let d = f16_at(b, 0);
-                out.extend(b[2..34].iter().map(|&q| d * f32::from(q as i8)));
+                for (o, &q) in o.iter_mut().zip(&b[2..34]) {
+                    *o = d * f32::from(q as i8);
+                }
             }
             GgmlType::Q4_0 => {
                 let d = f16_at(b, 0);
-                let qs = &b[2..18];
-                out.extend(qs.iter().map(|&q| d * (f32::from(q & 0x0f) - 8.0)));
-                out.extend(qs.iter().map(|&q| d * (f32::from(q >> 4) - 8.0)));
+                let (lo, hi) = o.split_at_mut(16);
+                for ((l, h), &q) in lo.iter_mut().zip(hi).zip(&b[2..18]) {
+                    *l = d * (f32::from(q & 0x0f) - 8.0);
+                    *h = d * (f32::from(q >> 4) - 8.0);
+                }
             }
             GgmlType::Q4_1 => {
                 let d = f16_at(b, 0);
                 let m = f16_at(b, 2);
-                let qs = &b[4..20];
-                out.extend(qs.iter().map(|&q| d * f32::from(q & 0x0f) + m));
-                out.extend(qs.iter().map(|&q| d * f32::from(q >> 4) + m));
+                let (lo, hi) = o.split_at_mut(16);
+                for ((l, h), &q) in lo.iter_mut().zip(hi).zip(&b[4..20]) {
+                    *l = d * f32::from(q & 0x0f) + m;
+                    *h = d * f32::from(q >> 4) + m;
+                }
             }
             _ => unreachable!("block_layout returned Some only for the types above"),
         }
     }
-    Ok(out)
+    Ok(())
 }

@@ -26,6 +26,7 @@ pub mod llama;
 mod matmul;
 pub mod passkey;
 pub mod perplexity;
+pub mod quant;
 pub mod scaling;
 pub mod tokenizer;
 

@@ -28,12 +28,14 @@
 //! [`KvCache`] stores rotated keys and values in arrival order, each with its position id and a
 //! padding flag. The causal mask is by arrival order (token `i` of a call sees every cached entry
 //! and the new tokens `≤ i`); position ids only feed RoPE, so offsets, gaps and left padding
-//! (`positions = cumsum(mask) − 1`, padding keys masked out) all work. Weights are dequantized to
-//! `f32` once, at load.
+//! (`positions = cumsum(mask) − 1`, padding keys masked out) all work. Weight matrices stay in
+//! their GGUF storage type ([`crate::quant`]); activations, caches and attention are `f32`.
 
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
-use crate::matmul::{dot, exp_shifted, gemm_into, linear, View};
+use crate::matmul::{dot, exp_shifted};
+use crate::quant::QMatrix;
+use posenc::kernels::gemm::{gemm, MatRef};
 use posenc::rope;
 use rayon::prelude::*;
 
@@ -184,27 +186,27 @@ pub struct RopeSetup {
 
 struct Layer {
     attn_norm: Vec<f32>,
-    wq: Vec<f32>,
-    wk: Vec<f32>,
-    wv: Vec<f32>,
-    wo: Vec<f32>,
+    wq: QMatrix,
+    wk: QMatrix,
+    wv: QMatrix,
+    wo: QMatrix,
     ffn_norm: Vec<f32>,
-    w_gate: Vec<f32>,
-    w_up: Vec<f32>,
-    w_down: Vec<f32>,
+    w_gate: QMatrix,
+    w_up: QMatrix,
+    w_down: QMatrix,
 }
 
-/// A Llama-family model with `f32` weights.
+/// A Llama-family model whose matrices stay in their GGUF storage type ([`QMatrix`]).
 pub struct Llama {
     /// Hyper-parameters.
     pub config: LlamaConfig,
     /// RoPE used by [`Llama::forward`]; defaults to the file's base, interleaved layout, HF precision.
     pub rope: RopeSetup,
     layers: Vec<Layer>,
-    token_embd: Vec<f32>,
+    token_embd: QMatrix,
     output_norm: Vec<f32>,
     /// `None` = tied to `token_embd`.
-    output: Option<Vec<f32>>,
+    output: Option<QMatrix>,
 }
 
 /// Keys and values of every layer with the position id and padding flag of each cached token.
@@ -339,11 +341,12 @@ impl LlamaConfig {
 }
 
 impl Llama {
-    /// Loads a model: reads the config and dequantizes every weight to `f32`.
+    /// Loads a model: reads the config, keeps every matrix in its storage type (`Q4_0`, `Q4_1`,
+    /// `Q8_0` as stored, float types as `f32`) and dequantizes the norm vectors to `f32`.
     pub fn from_gguf(g: &GgufFile) -> Result<Llama> {
         let config = LlamaConfig::from_gguf(g)?;
         let c = &config;
-        let load = |name: &str, dims: &[usize]| -> Result<Vec<f32>> {
+        let info = |name: &str, dims: &[usize]| -> Result<&crate::gguf::TensorInfo> {
             let info = g
                 .tensor(name)
                 .ok_or_else(|| Error::Model(format!("tensor `{name}` is missing")))?;
@@ -354,7 +357,16 @@ impl Llama {
                     info.dims
                 )));
             }
+            Ok(info)
+        };
+        let load = |name: &str, dims: &[usize]| -> Result<Vec<f32>> {
+            info(name, dims)?;
             g.dequantize(name)
+        };
+        // `ne = [cols, rows]`: a matrix of `rows` output features.
+        let matrix = |name: &str, cols: usize, rows: usize| -> Result<QMatrix> {
+            let t = info(name, &[cols, rows])?;
+            QMatrix::from_raw(name, t.ggml_type, rows, cols, g.tensor_bytes(t)?)
         };
         let (d, kv, f) = (c.dim, c.kv_dim(), c.ffn_dim);
         let layers = (0..c.n_layers)
@@ -363,21 +375,21 @@ impl Llama {
                 let p = |s: &str| format!("blk.{i}.{s}.weight");
                 Ok(Layer {
                     attn_norm: load(&p("attn_norm"), &[d])?,
-                    wq: load(&p("attn_q"), &[d, d])?,
-                    wk: load(&p("attn_k"), &[d, kv])?,
-                    wv: load(&p("attn_v"), &[d, kv])?,
-                    wo: load(&p("attn_output"), &[d, d])?,
+                    wq: matrix(&p("attn_q"), d, d)?,
+                    wk: matrix(&p("attn_k"), d, kv)?,
+                    wv: matrix(&p("attn_v"), d, kv)?,
+                    wo: matrix(&p("attn_output"), d, d)?,
                     ffn_norm: load(&p("ffn_norm"), &[d])?,
-                    w_gate: load(&p("ffn_gate"), &[d, f])?,
-                    w_up: load(&p("ffn_up"), &[d, f])?,
-                    w_down: load(&p("ffn_down"), &[f, d])?,
+                    w_gate: matrix(&p("ffn_gate"), d, f)?,
+                    w_up: matrix(&p("ffn_up"), d, f)?,
+                    w_down: matrix(&p("ffn_down"), f, d)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let token_embd = load("token_embd.weight", &[d, c.vocab_size])?;
+        let token_embd = matrix("token_embd.weight", d, c.vocab_size)?;
         let output_norm = load("output_norm.weight", &[d])?;
         let output = match g.tensor("output.weight") {
-            Some(_) => Some(load("output.weight", &[d, c.vocab_size])?),
+            Some(_) => Some(matrix("output.weight", d, c.vocab_size)?),
             None => None,
         };
         let mut params = RopeParams::new(c.rope_base, c.head_dim)?;
@@ -464,8 +476,8 @@ impl Llama {
     pub fn logits_from_hidden(&self, hidden: &[f32]) -> Vec<f32> {
         let c = &self.config;
         let rows = hidden.len() / c.dim;
-        let head = self.output.as_deref().unwrap_or(&self.token_embd);
-        linear(hidden, rows, c.dim, head, c.vocab_size)
+        let head = self.output.as_ref().unwrap_or(&self.token_embd);
+        head.matmul(hidden, rows)
     }
 
     /// The forward pass up to the output head: returns the final RMS-normalized hidden states
@@ -565,16 +577,17 @@ impl Llama {
         let (d, kv) = (c.dim, c.kv_dim());
         let mut x = vec![0.0f32; n * d];
         for (row, &t) in x.chunks_exact_mut(d).zip(tokens) {
-            row.copy_from_slice(&self.token_embd[t as usize * d..(t as usize + 1) * d]);
+            self.token_embd
+                .dequantize_rows(t as usize, t as usize + 1, row);
         }
         cache.positions.extend_from_slice(positions);
         cache.attend.extend_from_slice(attend);
 
         for (li, layer) in self.layers.iter().enumerate() {
             let h = rms_norm(&x, &layer.attn_norm, c.rms_eps);
-            let mut q = linear(&h, n, d, &layer.wq, d);
-            let mut k = linear(&h, n, d, &layer.wk, kv);
-            let v = linear(&h, n, d, &layer.wv, kv);
+            let mut q = layer.wq.matmul(&h, n);
+            let mut k = layer.wk.matmul(&h, n);
+            let v = layer.wv.matmul(&h, n);
             for i in 0..n {
                 let (cr, sr) = (
                     &cos[i * pairs..(i + 1) * pairs],
@@ -609,15 +622,15 @@ impl Llama {
                 &cache.attend,
                 probe.as_deref_mut().map(|p| (li, p)),
             );
-            let o = linear(&attn, n, d, &layer.wo, d);
+            let o = layer.wo.matmul(&attn, n);
             add_in_place(&mut x, &o);
             let h = rms_norm(&x, &layer.ffn_norm, c.rms_eps);
-            let mut gate = linear(&h, n, d, &layer.w_gate, c.ffn_dim);
-            let up = linear(&h, n, d, &layer.w_up, c.ffn_dim);
+            let mut gate = layer.w_gate.matmul(&h, n);
+            let up = layer.w_up.matmul(&h, n);
             for (g, u) in gate.iter_mut().zip(&up) {
                 *g = *g / (1.0 + (-*g).exp()) * u;
             }
-            let down = linear(&gate, n, c.ffn_dim, &layer.w_down, d);
+            let down = layer.w_down.matmul(&gate, n);
             add_in_place(&mut x, &down);
         }
 
@@ -748,7 +761,7 @@ fn attention(
                     }
                 }
             } else {
-                let a = View {
+                let a = MatRef {
                     data: &qa,
                     offset: 0,
                     rows,
@@ -756,7 +769,7 @@ fn attention(
                     rs: hd,
                     cs: 1,
                 };
-                let kt = View {
+                let kt = MatRef {
                     data: keys,
                     offset: g * hd,
                     rows: hd,
@@ -764,7 +777,7 @@ fn attention(
                     rs: 1,
                     cs: kv,
                 };
-                gemm_into(a, kt, &mut scores, n_keys);
+                gemm(a, kt, &mut scores, n_keys, false).expect("attention block shapes");
             }
             let mut stats = query_from.map(|_| vec![HeadStats::default(); group]);
             let mut inv = vec![0.0f32; rows];
@@ -790,7 +803,7 @@ fn attention(
                     }
                 }
             } else {
-                let pa = View {
+                let pa = MatRef {
                     data: &scores,
                     offset: 0,
                     rows,
@@ -798,7 +811,7 @@ fn attention(
                     rs: n_keys,
                     cs: 1,
                 };
-                let vb = View {
+                let vb = MatRef {
                     data: values,
                     offset: g * hd,
                     rows: n_keys,
@@ -806,7 +819,7 @@ fn attention(
                     rs: kv,
                     cs: 1,
                 };
-                gemm_into(pa, vb, &mut out, hd);
+                gemm(pa, vb, &mut out, hd, false).expect("attention block shapes");
             }
             for (o, &f) in out.chunks_exact_mut(hd).zip(&inv) {
                 for v in o.iter_mut() {
