@@ -1,8 +1,10 @@
 //! Weight matrices kept in their GGUF storage type, and the products that read them.
 //!
 //! A [`QMatrix`] holds `rows` rows of `cols` values as the file stores them (`Q4_0`, `Q4_1`,
-//! `Q8_0` blocks; see [`crate::gguf`] for the block layouts), or as `f32` for float tensors
-//! (`F16`/`BF16` are widened at load). Nothing is dequantized at load.
+//! `Q8_0` blocks, `Q4_K`, `Q6_K` super-blocks; see [`crate::gguf`] for the layouts), or as `f32`
+//! for float tensors (`F16`/`BF16` are widened at load). Nothing is dequantized at load.
+//! K-quant rows decode one 256-value super-block at a time into an L1 buffer (reference decoder)
+//! followed by the vectorized dot product; they have no register-level kernels yet.
 //!
 //! - **Decode** ([`QMatrix::matvec`], and [`QMatrix::matmul`] with a few rows): each weight block
 //!   is unpacked in registers and multiplied with `f32` activations. Kernels for AVX-512 and
@@ -20,7 +22,7 @@
 
 use crate::error::{Error, Result};
 use crate::gguf::{dequantize_into, GgmlType};
-use crate::matmul::dot;
+use posenc::cached_attention::dot;
 use posenc::kernels::gemm::{gemm, MatRef};
 use rayon::prelude::*;
 
@@ -137,7 +139,9 @@ impl QMatrix {
             )));
         }
         let data = match ty {
-            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 => Data::Blocks(raw.to_vec()),
+            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 | GgmlType::Q4_K | GgmlType::Q6_K => {
+                Data::Blocks(raw.to_vec())
+            }
             GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => {
                 let mut v = vec![0.0f32; rows * cols];
                 dequantize_into(ty, raw, &mut v)?;
@@ -202,7 +206,10 @@ impl QMatrix {
 
     /// [`QMatrix::matvec`] on a given kernel set (which must be one of [`Isa::available`]).
     pub fn matvec_with(&self, isa: Isa, x: &[f32], y: &mut [f32]) {
-        assert!(x.len() == self.cols && y.len() == self.rows, "matvec shapes");
+        assert!(
+            x.len() == self.cols && y.len() == self.rows,
+            "matvec shapes"
+        );
         assert!(Isa::available().contains(&isa), "kernel set not available");
         let sums = block_sums(x);
         y.par_chunks_mut(MATVEC_TASK_ROWS)
@@ -268,6 +275,20 @@ impl QMatrix {
             Data::F32(v) => return dot(&v[r * self.cols..(r + 1) * self.cols], x),
             Data::Blocks(b) => &b[r * self.row_bytes..(r + 1) * self.row_bytes],
         };
+        if matches!(self.ty, GgmlType::Q4_K | GgmlType::Q6_K) {
+            // K-quants: each 256-value super-block is decoded into an L1-resident buffer by the
+            // reference decoder, then multiplied with the vectorized dot product.
+            let (per_block, block_bytes) = self.ty.block_layout().expect("supported type");
+            let mut buf = [0.0f32; 256];
+            return data
+                .chunks_exact(block_bytes)
+                .zip(x.chunks_exact(per_block))
+                .map(|(blk, xb)| {
+                    dequantize_into(self.ty, blk, &mut buf).expect("whole super-block");
+                    dot(&buf, xb)
+                })
+                .sum();
+        }
         match isa {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `isa` is one of `Isa::available()` (asserted by the callers), so the CPU has
@@ -450,7 +471,8 @@ mod tests {
             state
         };
         let mut raw = Vec::new();
-        for _ in 0..rows * cols / QK {
+        let (per_block, _) = ty.block_layout().unwrap();
+        for _ in 0..rows * cols / per_block {
             let mut blk = vec![0u8; bb];
             for b in blk.iter_mut() {
                 *b = next() as u8;
@@ -460,8 +482,9 @@ mod tests {
                 let s = if r & (1 << 20) != 0 { -mag } else { mag };
                 f16::from_f32(s).to_le_bytes()
             };
-            blk[..2].copy_from_slice(&scale(next()));
-            if ty == GgmlType::Q4_1 {
+            let at = if ty == GgmlType::Q6_K { bb - 2 } else { 0 };
+            blk[at..at + 2].copy_from_slice(&scale(next()));
+            if ty == GgmlType::Q4_1 || ty == GgmlType::Q4_K {
                 blk[2..4].copy_from_slice(&scale(next()));
             }
             raw.extend_from_slice(&blk);
@@ -486,6 +509,8 @@ mod tests {
             Just(GgmlType::Q4_0),
             Just(GgmlType::Q4_1),
             Just(GgmlType::Q8_0),
+            Just(GgmlType::Q4_K),
+            Just(GgmlType::Q6_K),
             Just(GgmlType::F16)
         ]
     }
@@ -499,7 +524,7 @@ mod tests {
         fn kernels_match_dequantize_then_dot(ty in types(), rows in 1usize..150,
                                              blocks in 1usize..24, n in 1usize..7,
                                              seed in any::<u64>()) {
-            let cols = blocks * QK;
+            let cols = blocks * ty.block_layout().unwrap().0.max(QK);
             let raw = if ty == GgmlType::F16 {
                 (0..rows * cols).flat_map(|i| f16::from_f32(((i * 37 % 101) as f32 - 50.0) / 25.0).to_le_bytes()).collect()
             } else {
@@ -539,8 +564,10 @@ mod tests {
     #[test]
     fn unsupported_type_and_bad_length_are_errors() {
         let e = QMatrix::from_raw("blk.0.ffn_down.weight", GgmlType(14), 1, 256, &[0; 210]);
-        assert!(matches!(e, Err(Error::UnsupportedType { ref tensor, ref type_name, .. })
-            if tensor == "blk.0.ffn_down.weight" && type_name == "Q6_K"));
+        assert!(
+            matches!(e, Err(Error::UnsupportedType { ref tensor, ref type_name, .. })
+            if tensor == "blk.0.ffn_down.weight" && type_name == "Q6_K")
+        );
         assert!(QMatrix::from_raw("w", GgmlType::Q4_1, 2, 32, &[0; 39]).is_err());
         assert!(QMatrix::from_raw("w", GgmlType::Q4_1, 1, 48, &[0; 30]).is_err());
     }

@@ -1,8 +1,43 @@
-//! The one safe `f32` matrix product of the workspace: `matrixmultiply::sgemm` behind a bounds
-//! check. Every product in posenc and posenc-model (fused attention's GEMM tiles, the materialized
-//! path, the model's projections and prefill attention) goes through [`gemm`].
+//! The one safe `f32` matrix product of the workspace: a bounds check in front of
+//! `matrixmultiply::sgemm` or the `gemm` crate's kernels ([`GemmBackend`]). Every product in
+//! posenc and posenc-model (fused attention's GEMM tiles, the materialized path, the model's
+//! prefill projections and attention) goes through [`gemm`]. `matrixmultiply` has AVX2/FMA
+//! kernels; `gemm` also has AVX-512 ones. BENCHMARKS.md ("Real model") has the measurement that
+//! picked the default.
+
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::{Error, Result};
+
+/// Which implementation runs the products of [`gemm`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GemmBackend {
+    /// `matrixmultiply::sgemm` (AVX2/FMA kernels, packs both operands).
+    MatrixMultiply,
+    /// The `gemm` crate (`gemm-f32`: AVX-512 and AVX2 kernels, picked at run time).
+    Gemm,
+}
+
+/// The process-wide default backend (0 = gemm, 1 = matrixmultiply).
+static DEFAULT_BACKEND: AtomicU8 = AtomicU8::new(0);
+
+/// The backend [`gemm`] uses (initially [`GemmBackend::Gemm`]).
+pub fn default_backend() -> GemmBackend {
+    match DEFAULT_BACKEND.load(Ordering::Relaxed) {
+        1 => GemmBackend::MatrixMultiply,
+        _ => GemmBackend::Gemm,
+    }
+}
+
+/// Sets the backend [`gemm`] uses for the rest of the process (benchmarks compare the two).
+pub fn set_default_backend(backend: GemmBackend) {
+    let v = match backend {
+        GemmBackend::Gemm => 0,
+        GemmBackend::MatrixMultiply => 1,
+    };
+    DEFAULT_BACKEND.store(v, Ordering::Relaxed);
+}
 
 /// A strided read-only matrix view: element `(r, c)` is `data[offset + r·rs + c·cs]`.
 #[derive(Debug, Clone, Copy)]
@@ -65,9 +100,17 @@ impl<'a> MatRef<'a> {
 /// `out[m × n] = a[m × k] · b[k × n]`, or `out += a · b` when `accumulate`. `out` is row-major
 /// with row stride `out_rs ≥ n`.
 ///
+/// Runs on [`default_backend`].
+///
 /// Errors (nothing is written): `a.cols != b.rows`, a view that reaches outside its buffer, or
 /// an `out` too small for `m` rows of stride `out_rs`.
-pub fn gemm(
+pub fn gemm(a: MatRef, b: MatRef, out: &mut [f32], out_rs: usize, accumulate: bool) -> Result<()> {
+    gemm_with(default_backend(), a, b, out, out_rs, accumulate)
+}
+
+/// [`gemm`] on a given backend.
+pub fn gemm_with(
+    backend: GemmBackend,
     a: MatRef,
     b: MatRef,
     out: &mut [f32],
@@ -88,9 +131,7 @@ pub fn gemm(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    let need = (m - 1)
-        .checked_mul(out_rs)
-        .and_then(|v| v.checked_add(n));
+    let need = (m - 1).checked_mul(out_rs).and_then(|v| v.checked_add(n));
     if out_rs < n || need.is_none_or(|need| need > out.len()) {
         return Err(Error::shape(
             "gemm output",
@@ -103,6 +144,34 @@ pub fn gemm(
             for r in 0..m {
                 out[r * out_rs..r * out_rs + n].fill(0.0);
             }
+        }
+        return Ok(());
+    }
+    if backend == GemmBackend::Gemm {
+        // SAFETY: as below; `gemm` computes dst = alpha·dst + beta·lhs·rhs, reading dst only
+        // when `read_dst`. One thread: callers split the work with rayon.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                out.as_mut_ptr(),
+                1,
+                out_rs as isize,
+                accumulate,
+                a.data.as_ptr().add(a.offset),
+                a.cs as isize,
+                a.rs as isize,
+                b.data.as_ptr().add(b.offset),
+                b.cs as isize,
+                b.rs as isize,
+                1.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
         }
         return Ok(());
     }
@@ -164,15 +233,22 @@ mod tests {
                 MatRef { offset: off, ..MatRef::row_major(&bd, k, n) }
             };
             let out_rs = n + 1;
-            let mut out: Vec<f32> = (0..m * out_rs).map(|i| val(i + 3)).collect();
-            let before = out.clone();
-            gemm(a, b, &mut out, out_rs, accumulate).unwrap();
+            let before: Vec<f32> = (0..m * out_rs).map(|i| val(i + 3)).collect();
             let want = naive(a, b);
-            for r in 0..m {
-                for c in 0..n {
-                    let base = if accumulate { before[r * out_rs + c] as f64 } else { 0.0 };
-                    let w = want[r * n + c] + base;
-                    proptest::prop_assert!((out[r * out_rs + c] as f64 - w).abs() < 1e-5 * (1.0 + w.abs()));
+            for backend in [GemmBackend::MatrixMultiply, GemmBackend::Gemm] {
+                let mut out = before.clone();
+                gemm_with(backend, a, b, &mut out, out_rs, accumulate).unwrap();
+                for r in 0..m {
+                    for c in 0..n {
+                        let base = if accumulate { before[r * out_rs + c] as f64 } else { 0.0 };
+                        let w = want[r * n + c] + base;
+                        proptest::prop_assert!((out[r * out_rs + c] as f64 - w).abs() < 1e-5 * (1.0 + w.abs()),
+                            "{backend:?} ({r}, {c})");
+                    }
+                    // The padding column of each output row is never written.
+                    if n < out_rs {
+                        proptest::prop_assert_eq!(out[r * out_rs + n], before[r * out_rs + n]);
+                    }
                 }
             }
         }
