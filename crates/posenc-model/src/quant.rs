@@ -124,7 +124,7 @@ impl QMatrix {
             type_id: ty.0,
         };
         let (per_block, block_bytes) = ty.block_layout().ok_or_else(unsupported)?;
-        if cols % per_block != 0 {
+        if !cols.is_multiple_of(per_block) {
             return Err(Error::Gguf(format!(
                 "tensor `{name}`: row length {cols} is not a multiple of the {} block size {per_block}",
                 ty.name()

@@ -131,14 +131,14 @@ pub fn cached_attention(
 ) -> Result<Vec<f32>> {
     heads.validate()?;
     let (d, kv, hd) = (heads.q_width(), heads.kv_width(), heads.head_dim);
-    if q.len() % d != 0 {
+    if !q.len().is_multiple_of(d) {
         return Err(Error::shape(
             "q [n][n_q_heads][head_dim]",
             "a multiple of q width",
             q.len(),
         ));
     }
-    if keys.len() % kv != 0 || values.len() != keys.len() {
+    if !keys.len().is_multiple_of(kv) || values.len() != keys.len() {
         return Err(Error::shape(
             "keys/values [seq_k][n_kv_heads][head_dim]",
             format!("equal multiples of {kv}"),
