@@ -6,7 +6,8 @@
 # "prefill_ratio", "posenc_decode", "llamacpp_decode", "decode_ratio", ...}], ...}; rates are
 # tokens/s, medians over the rounds (the *_best fields are the fastest round), and ratios are
 # posenc / llama.cpp. llama.cpp runs with flash attention off and on (f16 KV cache, its default);
-# its column is the faster setting at each length (both are in the row).
+# its column is the faster setting at each length (both are in the row). The interleaving is
+# posenc, llama.cpp FA off, llama.cpp FA on, then the next round.
 #
 #   scripts/bench-model.sh                                  # 512 2048 8192, 3 rounds
 #   TOKENS="512 2048" ROUNDS=5 DECODE=32 scripts/bench-model.sh
@@ -21,6 +22,10 @@ cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-3}
 DECODE=${DECODE:-32}
+# llama.cpp threadpool polling (its --poll): 0 = no busy-waiting (the faster setting on the shared
+# benchmark VM, where spinning threads wait on descheduled ones), "default" = llama.cpp's own
+# pool (poll 50).
+POLL=${POLL:-0}
 TOKENS=${TOKENS:-"512 2048 8192"}
 cargo build --release -p posenc-cli --locked >/dev/null
 BIN=./target/release/posenc
@@ -39,6 +44,7 @@ for n in $TOKENS; do
     for fa in off on; do
       flag=""
       [ "$fa" = on ] && flag="--flash-attn"
+      [ "$POLL" != default ] && flag="$flag --poll $POLL"
       "$LLAMA_PY" scripts/bench_llamacpp.py --model "$MODEL" --ids "$TMP/ids-$n.json" \
         --threads "$THREADS" --decode "$DECODE" $flag 2>/dev/null >>"$TMP/llama-$n-$fa.jsonl"
     done
@@ -52,9 +58,9 @@ if [ -n "${PYTHON:-}" ]; then
     --model "$MODEL" --threads "$THREADS" --tokens $TOKENS --decode "$DECODE" --repeat "$ROUNDS" \
     2>/dev/null >"$TORCH_OUT"
 fi
-python3 - "$TMP" "$TOKENS" "$THREADS" "$ROUNDS" "$DECODE" "$MODEL" "$TORCH_OUT" <<'EOF'
+python3 - "$TMP" "$TOKENS" "$THREADS" "$ROUNDS" "$DECODE" "$MODEL" "$TORCH_OUT" "$POLL" <<'EOF'
 import json, statistics, sys
-tmp, tokens, threads, rounds, decode, model, torch_out = sys.argv[1:]
+tmp, tokens, threads, rounds, decode, model, torch_out = sys.argv[1:8]
 def load(path):
     with open(path) as f:
         return [json.loads(l) for l in f if l.strip()]
@@ -83,7 +89,7 @@ for n in tokens.split():
         "llamacpp_decode_fa_off": ld["off"], "llamacpp_decode_fa_on": ld["on"],
         "posenc_peak_rss_bytes": max(r.get("peak_rss_bytes") or 0 for r in p),
     })
-out = {"rows": rows, "threads": int(threads), "rounds": int(rounds), "decode_tokens": int(decode),
+out = {"rows": rows, "threads": int(threads), "llamacpp_poll": sys.argv[8], "rounds": int(rounds), "decode_tokens": int(decode),
        "model": model, "rates": "tokens/s; medians over rounds; ratio = posenc / llama.cpp"}
 if torch_out:
     out["torch"] = load(torch_out)

@@ -6,16 +6,18 @@ line on stdout. Called by scripts/bench-model.sh, interleaved with `posenc model
 
 Weights use plain CPU buffers (`use_extra_bufts = false`): on the benchmark VM llama.cpp's
 default repacked (AMX/extra) weight buffers crash with a segmentation fault on this model.
-The decode step feeds the argmax of the previous logits, as `posenc model bench` does.
+Decode feeds the prompt's ids again, one per step (posenc feeds its argmax; a step's cost does not
+depend on which token it is).
 """
 
 import argparse
+import ctypes
 import json
+import os
 import time
 
 import llama_cpp
 import llama_cpp.llama_cpp as C
-import numpy as np
 
 _default_params = C.llama_model_default_params
 
@@ -29,6 +31,37 @@ def _no_extra_bufts():
 C.llama_model_default_params = _no_extra_bufts
 
 
+class ThreadpoolParams(ctypes.Structure):
+    # ggml.h: struct ggml_threadpool_params (GGML_MAX_N_THREADS = 512).
+    _fields_ = [
+        ("cpumask", ctypes.c_bool * 512),
+        ("n_threads", ctypes.c_int),
+        ("prio", ctypes.c_int),
+        ("poll", ctypes.c_uint32),
+        ("strict_cpu", ctypes.c_bool),
+        ("paused", ctypes.c_bool),
+    ]
+
+
+def attach_threadpool(llm, threads, poll):
+    """A ggml threadpool with the given polling level (0 = no busy-waiting, llama.cpp's `--poll`;
+    its default is 50), attached to the context for both decode and batch work."""
+    libdir = os.path.join(os.path.dirname(llama_cpp.__file__), "lib")
+    base = ctypes.CDLL(os.path.join(libdir, "libggml-base.so"), mode=ctypes.RTLD_GLOBAL)
+    cpu = ctypes.CDLL(os.path.join(libdir, "libggml-cpu.so"), mode=ctypes.RTLD_GLOBAL)
+    lib = ctypes.CDLL(os.path.join(libdir, "libllama.so"), mode=ctypes.RTLD_GLOBAL)
+    base.ggml_threadpool_params_init.argtypes = [ctypes.POINTER(ThreadpoolParams), ctypes.c_int]
+    cpu.ggml_threadpool_new.argtypes = [ctypes.POINTER(ThreadpoolParams)]
+    cpu.ggml_threadpool_new.restype = ctypes.c_void_p
+    lib.llama_attach_threadpool.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    p = ThreadpoolParams()
+    base.ggml_threadpool_params_init(ctypes.byref(p), threads)
+    p.poll = poll
+    tp = cpu.ggml_threadpool_new(ctypes.byref(p))
+    lib.llama_attach_threadpool(llm._ctx.ctx, tp, tp)
+    return tp
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
@@ -38,6 +71,8 @@ def main():
     ap.add_argument("--flash-attn", action="store_true")
     ap.add_argument("--kv", choices=["f16", "f32"], default="f16")
     ap.add_argument("--batch", type=int, default=512, help="n_batch = n_ubatch")
+    ap.add_argument("--poll", type=int, default=None,
+                    help="threadpool polling level 0..100 (default: llama.cpp's own pool, poll 50)")
     a = ap.parse_args()
     ids = json.load(open(a.ids))
     kv_type = {"f16": 1, "f32": 0}[a.kv]  # GGML_TYPE_F16 = 1, GGML_TYPE_F32 = 0
@@ -54,14 +89,15 @@ def main():
         logits_all=False,
         verbose=False,
     )
+    if a.poll is not None:
+        attach_threadpool(llm, a.threads, a.poll)
     llm.reset()
     t0 = time.perf_counter()
     llm.eval(ids)
     prefill_s = time.perf_counter() - t0
     t1 = time.perf_counter()
-    for _ in range(a.decode):
-        nxt = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-        llm.eval([nxt])
+    for i in range(a.decode):
+        llm.eval([ids[i % len(ids)]])
     decode_s = time.perf_counter() - t1
     print(
         json.dumps(
@@ -75,6 +111,7 @@ def main():
                 "flash_attn": a.flash_attn,
                 "kv": a.kv,
                 "threads": a.threads,
+                "poll": a.poll,
             }
         )
     )
