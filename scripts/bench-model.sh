@@ -88,6 +88,12 @@ for n in tokens.split():
         "llamacpp_prefill_fa_off": lp["off"], "llamacpp_prefill_fa_on": lp["on"],
         "llamacpp_decode_fa_off": ld["off"], "llamacpp_decode_fa_on": ld["on"],
         "posenc_peak_rss_bytes": max(r.get("peak_rss_bytes") or 0 for r in p),
+        # CPU seconds per token (all threads): less sensitive to other load than wall time, but
+        # it counts busy-waiting as work.
+        "posenc_prefill_cpu_ms_per_token": 1e3 * statistics.median(r["prefill_cpu_s"] / r["prefill_tokens"] for r in p),
+        "posenc_decode_cpu_ms_per_token": 1e3 * statistics.median(r["decode_cpu_s"] / max(r["decode_tokens"], 1) for r in p),
+        "llamacpp_prefill_cpu_ms_per_token": 1e3 * statistics.median(r["prefill_cpu_s"] / r["prefill_tokens"] for r in ll["on" if fa_p == "on" else "off"]),
+        "llamacpp_decode_cpu_ms_per_token": 1e3 * statistics.median(r["decode_cpu_s"] / max(r["decode_tokens"], 1) for r in ll["on" if fa_d == "on" else "off"]),
     })
 out = {"rows": rows, "threads": int(threads), "llamacpp_poll": sys.argv[8], "rounds": int(rounds), "decode_tokens": int(decode),
        "model": model, "rates": "tokens/s; medians over rounds; ratio = posenc / llama.cpp"}

@@ -92,21 +92,23 @@ def main():
     if a.poll is not None:
         attach_threadpool(llm, a.threads, a.poll)
     llm.reset()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     llm.eval(ids)
-    prefill_s = time.perf_counter() - t0
-    t1 = time.perf_counter()
+    prefill_s, prefill_cpu_s = time.perf_counter() - t0, time.process_time() - c0
+    t1, c1 = time.perf_counter(), time.process_time()
     for i in range(a.decode):
         llm.eval([ids[i % len(ids)]])
-    decode_s = time.perf_counter() - t1
+    decode_s, decode_cpu_s = time.perf_counter() - t1, time.process_time() - c1
     print(
         json.dumps(
             {
                 "prefill_tokens": len(ids),
                 "prefill_s": prefill_s,
+                "prefill_cpu_s": prefill_cpu_s,
                 "prefill_tokens_per_s": len(ids) / prefill_s,
                 "decode_tokens": a.decode,
                 "decode_s": decode_s,
+                "decode_cpu_s": decode_cpu_s,
                 "decode_tokens_per_s": a.decode / decode_s if a.decode else 0.0,
                 "flash_attn": a.flash_attn,
                 "kv": a.kv,
