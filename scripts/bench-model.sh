@@ -22,10 +22,12 @@ cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-3}
 DECODE=${DECODE:-32}
-# llama.cpp threadpool polling (its --poll): 0 = no busy-waiting (the faster setting on the shared
-# benchmark VM, where spinning threads wait on descheduled ones), "default" = llama.cpp's own
-# pool (poll 50).
-POLL=${POLL:-0}
+# llama-cpp-python 0.3.36 builds ggml with OpenMP (llama_print_system_info: OPENMP = 1): with
+# libgomp's default spin-waiting, 2 threads on this shared 2-vCPU VM decoded at 0.6-3.7 tokens/s;
+# OMP_WAIT_POLICY=passive gave 32.7 (the same fix as for torch above). POLL sets the polling of a
+# ggml threadpool attached by hand (0..100, llama.cpp's --poll); "default" keeps llama.cpp's own.
+LLAMA_OMP_WAIT_POLICY=${LLAMA_OMP_WAIT_POLICY:-passive}
+POLL=${POLL:-default}
 TOKENS=${TOKENS:-"512 2048 8192"}
 cargo build --release -p posenc-cli --locked >/dev/null
 BIN=./target/release/posenc
@@ -45,7 +47,7 @@ for n in $TOKENS; do
       flag=""
       [ "$fa" = on ] && flag="--flash-attn"
       [ "$POLL" != default ] && flag="$flag --poll $POLL"
-      "$LLAMA_PY" scripts/bench_llamacpp.py --model "$MODEL" --ids "$TMP/ids-$n.json" \
+      OMP_WAIT_POLICY=$LLAMA_OMP_WAIT_POLICY "$LLAMA_PY" scripts/bench_llamacpp.py --model "$MODEL" --ids "$TMP/ids-$n.json" \
         --threads "$THREADS" --decode "$DECODE" $flag 2>/dev/null >>"$TMP/llama-$n-$fa.jsonl"
     done
   done
@@ -58,7 +60,7 @@ if [ -n "${PYTHON:-}" ]; then
     --model "$MODEL" --threads "$THREADS" --tokens $TOKENS --decode "$DECODE" --repeat "$ROUNDS" \
     2>/dev/null >"$TORCH_OUT"
 fi
-python3 - "$TMP" "$TOKENS" "$THREADS" "$ROUNDS" "$DECODE" "$MODEL" "$TORCH_OUT" "$POLL" <<'EOF'
+python3 - "$TMP" "$TOKENS" "$THREADS" "$ROUNDS" "$DECODE" "$MODEL" "$TORCH_OUT" "$POLL" "$LLAMA_OMP_WAIT_POLICY" <<'EOF'
 import json, statistics, sys
 tmp, tokens, threads, rounds, decode, model, torch_out = sys.argv[1:8]
 def load(path):
@@ -95,7 +97,7 @@ for n in tokens.split():
         "llamacpp_prefill_cpu_ms_per_token": 1e3 * statistics.median(r["prefill_cpu_s"] / r["prefill_tokens"] for r in ll["on" if fa_p == "on" else "off"]),
         "llamacpp_decode_cpu_ms_per_token": 1e3 * statistics.median(r["decode_cpu_s"] / max(r["decode_tokens"], 1) for r in ll["on" if fa_d == "on" else "off"]),
     })
-out = {"rows": rows, "threads": int(threads), "llamacpp_poll": sys.argv[8], "rounds": int(rounds), "decode_tokens": int(decode),
+out = {"rows": rows, "threads": int(threads), "llamacpp_poll": sys.argv[8], "llamacpp_omp_wait_policy": sys.argv[9], "rounds": int(rounds), "decode_tokens": int(decode),
        "model": model, "rates": "tokens/s; medians over rounds; ratio = posenc / llama.cpp"}
 if torch_out:
     out["torch"] = load(torch_out)

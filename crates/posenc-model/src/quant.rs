@@ -327,15 +327,9 @@ fn block_sums(x: &[f32]) -> Vec<f32> {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     //! Block kernels. Each takes one row of whole blocks, the `f32` activations (`32 ·` blocks
-    //! values) and, for the 4-bit types, the activations' block sums.
+    //! values) and, for the 4-bit types, the activations' block sums. Blocks go in pairs with two
+    //! sets of accumulators, so consecutive blocks do not wait on each other's additions.
     use std::arch::x86_64::*;
-
-    /// The f16 at `p` (unaligned) as f32.
-    #[inline(always)]
-    unsafe fn f16_at(p: *const u8) -> f32 {
-        let bits = (p as *const u16).read_unaligned();
-        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
-    }
 
     #[inline(always)]
     unsafe fn hsum256(v: __m256) -> f32 {
@@ -345,6 +339,54 @@ mod x86 {
         _mm_cvtss_f32(s)
     }
 
+    /// The f16 at `p` broadcast to 16 f32 lanes. Full-width broadcast and conversion: scalar
+    /// f16 conversions compiled to partial-register inserts that waited on the accumulators.
+    #[inline(always)]
+    unsafe fn f16_x16(p: *const u8) -> __m512 {
+        _mm512_cvtph_ps(_mm256_set1_epi16((p as *const i16).read_unaligned()))
+    }
+
+    /// The f16 at `p` broadcast to 8 f32 lanes.
+    #[inline(always)]
+    unsafe fn f16_x8(p: *const u8) -> __m256 {
+        _mm256_cvtph_ps(_mm_set1_epi16((p as *const i16).read_unaligned()))
+    }
+
+    /// Scale and offset of a 4-bit block (`Q4_1`: stored `d, m`; `Q4_0`: `d, −8d`), broadcast.
+    #[inline(always)]
+    unsafe fn q4_scales_x16<const MIN: bool>(blk: *const u8) -> (__m512, __m512) {
+        let d = f16_x16(blk);
+        let m = if MIN {
+            f16_x16(blk.add(2))
+        } else {
+            _mm512_mul_ps(d, _mm512_set1_ps(-8.0))
+        };
+        (d, m)
+    }
+
+    /// [`q4_scales_x16`] in 8 lanes.
+    #[inline(always)]
+    unsafe fn q4_scales_x8<const MIN: bool>(blk: *const u8) -> (__m256, __m256) {
+        let d = f16_x8(blk);
+        let m = if MIN {
+            f16_x8(blk.add(2))
+        } else {
+            _mm256_mul_ps(d, _mm256_set1_ps(-8.0))
+        };
+        (d, m)
+    }
+
+    /// `Σ q_j x_j` of one 4-bit block, as 16 lanes.
+    #[inline(always)]
+    unsafe fn q4_block_avx512<const MIN: bool>(blk: *const u8, xp: *const f32) -> __m512 {
+        let qs = _mm_loadu_si128(blk.add(if MIN { 4 } else { 2 }) as *const __m128i);
+        let v = _mm512_cvtepu8_epi32(qs);
+        let lo = _mm512_cvtepi32_ps(_mm512_and_si512(v, _mm512_set1_epi32(0x0f)));
+        let hi = _mm512_cvtepi32_ps(_mm512_srli_epi32(v, 4));
+        let t = _mm512_mul_ps(lo, _mm512_loadu_ps(xp));
+        _mm512_fmadd_ps(hi, _mm512_loadu_ps(xp.add(16)), t)
+    }
+
     /// `Q4_1` (`MIN = true`: 20-byte blocks `d, m, qs`) or `Q4_0` (18-byte blocks `d, qs`,
     /// offset `−8d`).
     #[target_feature(enable = "avx512f,f16c")]
@@ -352,24 +394,39 @@ mod x86 {
         let bb = if MIN { 20 } else { 18 };
         let nb = x.len() / 32;
         debug_assert!(row.len() == nb * bb && sums.len() == nb);
-        let mask = _mm512_set1_epi32(0x0f);
-        let mut acc = _mm512_setzero_ps();
-        let mut off = 0.0f32;
-        for b in 0..nb {
-            let blk = row.as_ptr().add(b * bb);
-            let d = f16_at(blk);
-            let m = if MIN { f16_at(blk.add(2)) } else { -8.0 * d };
-            let qs = _mm_loadu_si128(blk.add(if MIN { 4 } else { 2 }) as *const __m128i);
-            let v = _mm512_cvtepu8_epi32(qs);
-            let lo = _mm512_cvtepi32_ps(_mm512_and_si512(v, mask));
-            let hi = _mm512_cvtepi32_ps(_mm512_srli_epi32(v, 4));
-            let xp = x.as_ptr().add(b * 32);
-            let t = _mm512_mul_ps(lo, _mm512_loadu_ps(xp));
-            let t = _mm512_fmadd_ps(hi, _mm512_loadu_ps(xp.add(16)), t);
-            acc = _mm512_fmadd_ps(_mm512_set1_ps(d), t, acc);
-            off += m * *sums.get_unchecked(b);
+        let (rp, xp, sp) = (row.as_ptr(), x.as_ptr(), sums.as_ptr());
+        let (mut acc0, mut acc1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+        // Offset terms m·Σx, the same in every lane (lane 0 is read at the end).
+        let (mut off0, mut off1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+        let mut b = 0;
+        while b + 2 <= nb {
+            let (d0, m0) = q4_scales_x16::<MIN>(rp.add(b * bb));
+            let (d1, m1) = q4_scales_x16::<MIN>(rp.add((b + 1) * bb));
+            let t0 = q4_block_avx512::<MIN>(rp.add(b * bb), xp.add(b * 32));
+            let t1 = q4_block_avx512::<MIN>(rp.add((b + 1) * bb), xp.add(b * 32 + 32));
+            acc0 = _mm512_fmadd_ps(d0, t0, acc0);
+            acc1 = _mm512_fmadd_ps(d1, t1, acc1);
+            off0 = _mm512_fmadd_ps(m0, _mm512_set1_ps(*sp.add(b)), off0);
+            off1 = _mm512_fmadd_ps(m1, _mm512_set1_ps(*sp.add(b + 1)), off1);
+            b += 2;
         }
-        _mm512_reduce_add_ps(acc) + off
+        if b < nb {
+            let (d0, m0) = q4_scales_x16::<MIN>(rp.add(b * bb));
+            let t0 = q4_block_avx512::<MIN>(rp.add(b * bb), xp.add(b * 32));
+            acc0 = _mm512_fmadd_ps(d0, t0, acc0);
+            off0 = _mm512_fmadd_ps(m0, _mm512_set1_ps(*sp.add(b)), off0);
+        }
+        let off = _mm512_add_ps(off0, off1);
+        _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + _mm512_cvtss_f32(off)
+    }
+
+    /// `Σ q_j x_j` of one `Q8_0` block, as 16 lanes.
+    #[inline(always)]
+    unsafe fn q8_block_avx512(blk: *const u8, xp: *const f32) -> __m512 {
+        let q0 = _mm512_cvtepi8_epi32(_mm_loadu_si128(blk.add(2) as *const __m128i));
+        let q1 = _mm512_cvtepi8_epi32(_mm_loadu_si128(blk.add(18) as *const __m128i));
+        let t = _mm512_mul_ps(_mm512_cvtepi32_ps(q0), _mm512_loadu_ps(xp));
+        _mm512_fmadd_ps(_mm512_cvtepi32_ps(q1), _mm512_loadu_ps(xp.add(16)), t)
     }
 
     /// `Q8_0`: 34-byte blocks `d, qs[32]` (signed).
@@ -377,18 +434,50 @@ mod x86 {
     pub unsafe fn q8_0_avx512(row: &[u8], x: &[f32]) -> f32 {
         let nb = x.len() / 32;
         debug_assert!(row.len() == nb * 34);
-        let mut acc = _mm512_setzero_ps();
-        for b in 0..nb {
-            let blk = row.as_ptr().add(b * 34);
-            let d = f16_at(blk);
-            let q0 = _mm512_cvtepi8_epi32(_mm_loadu_si128(blk.add(2) as *const __m128i));
-            let q1 = _mm512_cvtepi8_epi32(_mm_loadu_si128(blk.add(18) as *const __m128i));
-            let xp = x.as_ptr().add(b * 32);
-            let t = _mm512_mul_ps(_mm512_cvtepi32_ps(q0), _mm512_loadu_ps(xp));
-            let t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q1), _mm512_loadu_ps(xp.add(16)), t);
-            acc = _mm512_fmadd_ps(_mm512_set1_ps(d), t, acc);
+        let (rp, xp) = (row.as_ptr(), x.as_ptr());
+        let (mut acc0, mut acc1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+        let mut b = 0;
+        while b + 2 <= nb {
+            let (d0, d1) = (f16_x16(rp.add(b * 34)), f16_x16(rp.add(b * 34 + 34)));
+            let t0 = q8_block_avx512(rp.add(b * 34), xp.add(b * 32));
+            let t1 = q8_block_avx512(rp.add(b * 34 + 34), xp.add(b * 32 + 32));
+            acc0 = _mm512_fmadd_ps(d0, t0, acc0);
+            acc1 = _mm512_fmadd_ps(d1, t1, acc1);
+            b += 2;
         }
-        _mm512_reduce_add_ps(acc)
+        if b < nb {
+            let t0 = q8_block_avx512(rp.add(b * 34), xp.add(b * 32));
+            acc0 = _mm512_fmadd_ps(f16_x16(rp.add(b * 34)), t0, acc0);
+        }
+        _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1))
+    }
+
+    /// `Σ q_j x_j` of one 4-bit block, as 8 lanes.
+    #[inline(always)]
+    unsafe fn q4_block_avx2<const MIN: bool>(blk: *const u8, xp: *const f32) -> __m256 {
+        let mask = _mm256_set1_epi32(0x0f);
+        let qs = blk.add(if MIN { 4 } else { 2 });
+        let a = _mm256_cvtepu8_epi32(_mm_loadl_epi64(qs as *const __m128i));
+        let c = _mm256_cvtepu8_epi32(_mm_loadl_epi64(qs.add(8) as *const __m128i));
+        let t = _mm256_mul_ps(
+            _mm256_cvtepi32_ps(_mm256_and_si256(a, mask)),
+            _mm256_loadu_ps(xp),
+        );
+        let t = _mm256_fmadd_ps(
+            _mm256_cvtepi32_ps(_mm256_and_si256(c, mask)),
+            _mm256_loadu_ps(xp.add(8)),
+            t,
+        );
+        let t = _mm256_fmadd_ps(
+            _mm256_cvtepi32_ps(_mm256_srli_epi32(a, 4)),
+            _mm256_loadu_ps(xp.add(16)),
+            t,
+        );
+        _mm256_fmadd_ps(
+            _mm256_cvtepi32_ps(_mm256_srli_epi32(c, 4)),
+            _mm256_loadu_ps(xp.add(24)),
+            t,
+        )
     }
 
     /// AVX2 version of [`q4_avx512`].
@@ -397,40 +486,40 @@ mod x86 {
         let bb = if MIN { 20 } else { 18 };
         let nb = x.len() / 32;
         debug_assert!(row.len() == nb * bb && sums.len() == nb);
-        let mask = _mm256_set1_epi32(0x0f);
-        let mut acc = _mm256_setzero_ps();
-        let mut off = 0.0f32;
-        for b in 0..nb {
-            let blk = row.as_ptr().add(b * bb);
-            let d = f16_at(blk);
-            let m = if MIN { f16_at(blk.add(2)) } else { -8.0 * d };
-            let qs = blk.add(if MIN { 4 } else { 2 });
-            let a = _mm256_cvtepu8_epi32(_mm_loadl_epi64(qs as *const __m128i));
-            let c = _mm256_cvtepu8_epi32(_mm_loadl_epi64(qs.add(8) as *const __m128i));
-            let xp = x.as_ptr().add(b * 32);
-            let t = _mm256_mul_ps(
-                _mm256_cvtepi32_ps(_mm256_and_si256(a, mask)),
-                _mm256_loadu_ps(xp),
-            );
-            let t = _mm256_fmadd_ps(
-                _mm256_cvtepi32_ps(_mm256_and_si256(c, mask)),
-                _mm256_loadu_ps(xp.add(8)),
-                t,
-            );
-            let t = _mm256_fmadd_ps(
-                _mm256_cvtepi32_ps(_mm256_srli_epi32(a, 4)),
-                _mm256_loadu_ps(xp.add(16)),
-                t,
-            );
-            let t = _mm256_fmadd_ps(
-                _mm256_cvtepi32_ps(_mm256_srli_epi32(c, 4)),
-                _mm256_loadu_ps(xp.add(24)),
-                t,
-            );
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), t, acc);
-            off += m * *sums.get_unchecked(b);
+        let (rp, xp, sp) = (row.as_ptr(), x.as_ptr(), sums.as_ptr());
+        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let (mut off0, mut off1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut b = 0;
+        while b + 2 <= nb {
+            let (d0, m0) = q4_scales_x8::<MIN>(rp.add(b * bb));
+            let (d1, m1) = q4_scales_x8::<MIN>(rp.add((b + 1) * bb));
+            let t0 = q4_block_avx2::<MIN>(rp.add(b * bb), xp.add(b * 32));
+            let t1 = q4_block_avx2::<MIN>(rp.add((b + 1) * bb), xp.add(b * 32 + 32));
+            acc0 = _mm256_fmadd_ps(d0, t0, acc0);
+            acc1 = _mm256_fmadd_ps(d1, t1, acc1);
+            off0 = _mm256_fmadd_ps(m0, _mm256_set1_ps(*sp.add(b)), off0);
+            off1 = _mm256_fmadd_ps(m1, _mm256_set1_ps(*sp.add(b + 1)), off1);
+            b += 2;
         }
-        hsum256(acc) + off
+        if b < nb {
+            let (d0, m0) = q4_scales_x8::<MIN>(rp.add(b * bb));
+            let t0 = q4_block_avx2::<MIN>(rp.add(b * bb), xp.add(b * 32));
+            acc0 = _mm256_fmadd_ps(d0, t0, acc0);
+            off0 = _mm256_fmadd_ps(m0, _mm256_set1_ps(*sp.add(b)), off0);
+        }
+        let off = _mm256_add_ps(off0, off1);
+        hsum256(_mm256_add_ps(acc0, acc1)) + _mm256_cvtss_f32(off)
+    }
+
+    /// `Σ q_j x_j` of one `Q8_0` block, as 8 lanes.
+    #[inline(always)]
+    unsafe fn q8_block_avx2(blk: *const u8, xp: *const f32) -> __m256 {
+        let mut t = _mm256_setzero_ps();
+        for i in 0..4 {
+            let q = _mm256_cvtepi8_epi32(_mm_loadl_epi64(blk.add(2 + 8 * i) as *const __m128i));
+            t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), _mm256_loadu_ps(xp.add(8 * i)), t);
+        }
+        t
     }
 
     /// AVX2 version of [`q8_0_avx512`].
@@ -438,19 +527,22 @@ mod x86 {
     pub unsafe fn q8_0_avx2(row: &[u8], x: &[f32]) -> f32 {
         let nb = x.len() / 32;
         debug_assert!(row.len() == nb * 34);
-        let mut acc = _mm256_setzero_ps();
-        for b in 0..nb {
-            let blk = row.as_ptr().add(b * 34);
-            let d = f16_at(blk);
-            let xp = x.as_ptr().add(b * 32);
-            let mut t = _mm256_setzero_ps();
-            for i in 0..4 {
-                let q = _mm256_cvtepi8_epi32(_mm_loadl_epi64(blk.add(2 + 8 * i) as *const __m128i));
-                t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), _mm256_loadu_ps(xp.add(8 * i)), t);
-            }
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), t, acc);
+        let (rp, xp) = (row.as_ptr(), x.as_ptr());
+        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut b = 0;
+        while b + 2 <= nb {
+            let (d0, d1) = (f16_x8(rp.add(b * 34)), f16_x8(rp.add(b * 34 + 34)));
+            let t0 = q8_block_avx2(rp.add(b * 34), xp.add(b * 32));
+            let t1 = q8_block_avx2(rp.add(b * 34 + 34), xp.add(b * 32 + 32));
+            acc0 = _mm256_fmadd_ps(d0, t0, acc0);
+            acc1 = _mm256_fmadd_ps(d1, t1, acc1);
+            b += 2;
         }
-        hsum256(acc)
+        if b < nb {
+            let t0 = q8_block_avx2(rp.add(b * 34), xp.add(b * 32));
+            acc0 = _mm256_fmadd_ps(f16_x8(rp.add(b * 34)), t0, acc0);
+        }
+        hsum256(_mm256_add_ps(acc0, acc1))
     }
 }
 
