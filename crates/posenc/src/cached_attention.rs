@@ -329,26 +329,13 @@ fn attention_one(
             // The group's query heads are adjacent in the token's query row.
             let qg = &q[g * group * hd..(g + 1) * group * hd];
             let mut scores = vec![0.0f32; group * n_keys];
-            for j in 0..n_keys {
-                let kj = &keys[j * kv + g * hd..j * kv + (g + 1) * hd];
-                for (t, qt) in qg.chunks_exact(hd).enumerate() {
-                    scores[t * n_keys + j] = dot(qt, kj);
-                }
-            }
+            decode_scores(qg, keys, kv, g * hd, hd, n_keys, &mut scores);
             let inv: Vec<f32> = scores
                 .chunks_exact_mut(n_keys)
                 .map(|row| softmax_unnormalized(row, scale, attend))
                 .collect();
             let mut out = vec![0.0f32; group * hd];
-            for j in 0..n_keys {
-                let vj = &values[j * kv + g * hd..j * kv + (g + 1) * hd];
-                for (t, o) in out.chunks_exact_mut(hd).enumerate() {
-                    let p = scores[t * n_keys + j];
-                    for (a, &b) in o.iter_mut().zip(vj) {
-                        *a += p * b;
-                    }
-                }
-            }
+            decode_values(&scores, values, kv, g * hd, hd, n_keys, &mut out);
             for (o, &f) in out.chunks_exact_mut(hd).zip(&inv) {
                 for v in o.iter_mut() {
                     *v *= f;
@@ -360,14 +347,52 @@ fn attention_one(
     parts.concat()
 }
 
-/// Dot product with 16 independent accumulators (vectorizes; order differs from a plain sum).
-/// Compiled for AVX-512 and AVX2 as well as the baseline, picked at run time.
-#[multiversion::multiversion(targets(
-    "x86_64+avx512f+avx512vl+avx2+fma",
-    "x86_64+avx2+fma",
-    "aarch64+neon"
-))]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+/// `scores[t][j] = <q_t, k_j>` for the query heads `t` of one group against cached keys
+/// `keys[j·kv + off ..][..hd]`. One compiled body per instruction set, with the dot product
+/// inlined (a call per 64-value product through the dispatcher cost as much as the product).
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn decode_scores(
+    qg: &[f32],
+    keys: &[f32],
+    kv: usize,
+    off: usize,
+    hd: usize,
+    n_keys: usize,
+    scores: &mut [f32],
+) {
+    for j in 0..n_keys {
+        let kj = &keys[j * kv + off..j * kv + off + hd];
+        for (t, qt) in qg.chunks_exact(hd).enumerate() {
+            scores[t * n_keys + j] = dot_inline(qt, kj);
+        }
+    }
+}
+
+/// `out[t] += Σ_j scores[t][j] · v_j` for one group (values `values[j·kv + off ..][..hd]`).
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn decode_values(
+    scores: &[f32],
+    values: &[f32],
+    kv: usize,
+    off: usize,
+    hd: usize,
+    n_keys: usize,
+    out: &mut [f32],
+) {
+    for j in 0..n_keys {
+        let vj = &values[j * kv + off..j * kv + off + hd];
+        for (t, o) in out.chunks_exact_mut(hd).enumerate() {
+            let p = scores[t * n_keys + j];
+            for (a, &b) in o.iter_mut().zip(vj) {
+                *a += p * b;
+            }
+        }
+    }
+}
+
+/// The body of [`dot`], inlined into callers compiled for a wider instruction set.
+#[inline(always)]
+fn dot_inline(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 16];
     let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
     let tail: f32 = ca
@@ -382,6 +407,17 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + tail
+}
+
+/// Dot product with 16 independent accumulators (vectorizes; order differs from a plain sum).
+/// Compiled for AVX-512 and AVX2 as well as the baseline, picked at run time.
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512vl+avx2+fma",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    dot_inline(a, b)
 }
 
 /// Replaces every `s` by `exp((s − max)·scale)` and returns the sum of the results
