@@ -461,8 +461,7 @@ fn model_flag_loads_a_file_and_names_what_it_cannot_load() {
     let v = json(&out);
     assert_eq!(v["prefill_tokens"], 8);
     assert!(v["peak_rss_bytes"].as_u64().is_some_and(|b| b > 0));
-    let written: Vec<u32> =
-        serde_json::from_str(&std::fs::read_to_string(&ids).unwrap()).unwrap();
+    let written: Vec<u32> = serde_json::from_str(&std::fs::read_to_string(&ids).unwrap()).unwrap();
     assert_eq!(written.len(), 8);
     // A missing file and an unsupported architecture: exit 2 naming the flag and the cause.
     let out = posenc(&[
@@ -476,7 +475,14 @@ fn model_flag_loads_a_file_and_names_what_it_cannot_load() {
     std::fs::write(&gemma, gguf_with_architecture("gemma3")).unwrap();
     let text = dir.join("text.txt");
     std::fs::write(&text, "A short text.").unwrap();
-    for cmd in ["logits", "check-decode", "passkey", "perplexity", "attention-stats", "bench"] {
+    for cmd in [
+        "logits",
+        "check-decode",
+        "passkey",
+        "perplexity",
+        "attention-stats",
+        "bench",
+    ] {
         let mut args = vec!["model", cmd, "--model", gemma.to_str().unwrap()];
         if cmd == "logits" {
             args.extend(["--prompt-file", "/dev/null"]);
