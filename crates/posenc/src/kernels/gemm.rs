@@ -1,7 +1,7 @@
 //! The one safe `f32` matrix product of the workspace: a bounds check in front of
 //! `matrixmultiply::sgemm` or the `gemm` crate's kernels ([`GemmBackend`]). Every product in
 //! posenc and posenc-model (fused attention's GEMM tiles, the materialized path, the model's
-//! prefill projections and attention) goes through [`gemm`]. `matrixmultiply` has AVX2/FMA
+//! prefill projections and attention) goes through [`gemm()`]. `matrixmultiply` has AVX2/FMA
 //! kernels; `gemm` also has AVX-512 ones. BENCHMARKS.md ("Real model") has the measurement that
 //! picked the default.
 
@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::{Error, Result};
 
-/// Which implementation runs the products of [`gemm`].
+/// Which implementation runs the products of [`gemm()`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GemmBackend {
@@ -22,7 +22,7 @@ pub enum GemmBackend {
 /// The process-wide default backend (0 = gemm, 1 = matrixmultiply).
 static DEFAULT_BACKEND: AtomicU8 = AtomicU8::new(0);
 
-/// The backend [`gemm`] uses (initially [`GemmBackend::Gemm`]).
+/// The backend [`gemm()`] uses (initially [`GemmBackend::Gemm`]).
 pub fn default_backend() -> GemmBackend {
     match DEFAULT_BACKEND.load(Ordering::Relaxed) {
         1 => GemmBackend::MatrixMultiply,
@@ -30,7 +30,7 @@ pub fn default_backend() -> GemmBackend {
     }
 }
 
-/// Sets the backend [`gemm`] uses for the rest of the process (benchmarks compare the two).
+/// Sets the backend [`gemm()`] uses for the rest of the process (benchmarks compare the two).
 pub fn set_default_backend(backend: GemmBackend) {
     let v = match backend {
         GemmBackend::Gemm => 0,
@@ -108,7 +108,7 @@ pub fn gemm(a: MatRef, b: MatRef, out: &mut [f32], out_rs: usize, accumulate: bo
     gemm_with(default_backend(), a, b, out, out_rs, accumulate)
 }
 
-/// [`gemm`] on a given backend.
+/// [`gemm()`] on a given backend.
 pub fn gemm_with(
     backend: GemmBackend,
     a: MatRef,
