@@ -55,6 +55,15 @@ enum ModelCommand {
     Bench(BenchArgs),
 }
 
+/// Which GGUF file to run.
+#[derive(clap::Args, Clone, Default)]
+pub(crate) struct ModelFileArgs {
+    /// A Llama-family GGUF file (llama, Mistral, SmolLM, Qwen2 layouts; Q4_0, Q4_1, Q8_0, F16,
+    /// BF16, F32 tensors). Default: the bundled SmolLM2-135M-Instruct from `posenc model fetch`.
+    #[arg(long = "model", value_name = "FILE.gguf")]
+    pub(crate) model: Option<PathBuf>,
+}
+
 /// A RoPE scaling on top of the model's own.
 #[derive(clap::Args, Clone)]
 struct RopeArgs {
@@ -76,6 +85,8 @@ struct FetchArgs {
 
 #[derive(clap::Args)]
 struct LogitsArgs {
+    #[command(flatten)]
+    model_file: ModelFileArgs,
     /// File holding the prompt text (UTF-8, used as is; no BOS is added).
     #[arg(long)]
     prompt_file: PathBuf,
@@ -94,6 +105,8 @@ struct LogitsArgs {
 
 #[derive(clap::Args)]
 struct CheckDecodeArgs {
+    #[command(flatten)]
+    model_file: ModelFileArgs,
     /// File holding the text to run; without it a built-in English passage is used.
     #[arg(long)]
     prompt_file: Option<PathBuf>,
@@ -112,6 +125,8 @@ struct CheckDecodeArgs {
 
 #[derive(clap::Args)]
 struct PasskeyArgs {
+    #[command(flatten)]
+    model_file: ModelFileArgs,
     /// Context lengths in tokens, comma-separated (default 512..8192 doubling; with a scaling,
     /// continued up to min(its target context, 16384)).
     #[arg(long, value_delimiter = ',')]
@@ -143,6 +158,8 @@ struct PasskeyArgs {
 
 #[derive(clap::Args)]
 struct PerplexityArgs {
+    #[command(flatten)]
+    model_file: ModelFileArgs,
     /// A long UTF-8 text or HTML file (HTML is stripped). Default: the Rust book from the
     /// toolchain docs, `$(rustc --print sysroot)/share/doc/rust/html/book/print.html`.
     #[arg(long)]
@@ -178,6 +195,8 @@ struct PerplexityArgs {
 
 #[derive(clap::Args)]
 struct AttentionStatsArgs {
+    #[command(flatten)]
+    model_file: ModelFileArgs,
     /// Text to run (HTML is stripped). Default: the Rust book if present, else a built-in passage.
     #[arg(long)]
     text_file: Option<PathBuf>,
@@ -202,6 +221,8 @@ struct AttentionStatsArgs {
 
 #[derive(clap::Args)]
 struct BenchArgs {
+    #[command(flatten)]
+    model_file: ModelFileArgs,
     /// Prompt length for the prefill timing.
     #[arg(long, default_value_t = 512)]
     tokens: usize,
@@ -211,9 +232,25 @@ struct BenchArgs {
     /// Runs of prefill + decode; the fastest run is reported (other load only slows runs down).
     #[arg(long, default_value_t = 1)]
     repeat: usize,
+    /// Write the prompt's token ids (a JSON array) to FILE, so that another engine can time the
+    /// same ids (scripts/bench-model.sh).
+    #[arg(long, value_name = "FILE")]
+    ids_out: Option<PathBuf>,
+    /// Matrix-product backend of prefill (the default is the faster one on the benchmark VM).
+    #[arg(long, value_enum, default_value_t = GemmChoice::Gemm)]
+    gemm: GemmChoice,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+}
+
+/// `--gemm` values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum GemmChoice {
+    /// The `gemm` crate (AVX-512 kernels).
+    Gemm,
+    /// `matrixmultiply` (AVX2 kernels).
+    Matrixmultiply,
 }
 
 /// Runs `posenc model`.
@@ -262,8 +299,18 @@ fn read_prompt(path: &Path) -> anyhow::Result<String> {
     read_capped(path, MAX_PROMPT_BYTES, "prompt file")
 }
 
+/// The bundled reference model (see [`load_model_from`] for `--model`).
+#[allow(dead_code)]
 fn load_model() -> anyhow::Result<Model> {
-    Ok(Model::load_default()?)
+    load_model_from(&ModelFileArgs::default())
+}
+
+/// The file named by `--model`, else the bundled reference model.
+pub(crate) fn load_model_from(args: &ModelFileArgs) -> anyhow::Result<Model> {
+    match &args.model {
+        Some(path) => Model::load(path).with_context(|| format!("--model {}", path.display())),
+        None => Ok(Model::load_default()?),
+    }
 }
 
 /// The model's RoPE with the requested scaling (and prints config lint warnings on stderr).
@@ -311,7 +358,7 @@ fn run_logits(a: LogitsArgs) -> anyhow::Result<i32> {
         "--greedy {} exceeds the cap of {MAX_GREEDY}",
         a.greedy
     );
-    let mut model = load_model()?;
+    let mut model = load_model_from(&a.model_file)?;
     model.llama.rope = rope_setup(&model, &a.rope)?;
     let ids = model.tokenizer.encode(&text)?;
     anyhow::ensure!(!ids.is_empty(), "the prompt is empty (no tokens)");
@@ -377,7 +424,7 @@ fn run_check_decode(a: CheckDecodeArgs) -> anyhow::Result<i32> {
         "--max-tokens must be in 4..=4096, got {}",
         a.max_tokens
     );
-    let mut model = load_model()?;
+    let mut model = load_model_from(&a.model_file)?;
     model.llama.rope = rope_setup(&model, &a.rope)?;
     let mut ids = model.tokenizer.encode(&text)?;
     ids.truncate(a.max_tokens);
@@ -470,7 +517,7 @@ fn write_json(out: &Path, name: &str, value: &impl serde::Serialize) -> anyhow::
 }
 
 fn run_passkey(a: PasskeyArgs) -> anyhow::Result<i32> {
-    let mut model = load_model()?;
+    let mut model = load_model_from(&a.model_file)?;
     let rope = rope_setup(&model, &a.rope)?;
     model.llama.rope = rope.clone();
     let lengths = a
@@ -582,7 +629,7 @@ fn run_perplexity(a: PerplexityArgs) -> anyhow::Result<i32> {
         a.factor
     );
     let (text, source) = read_text(&path)?;
-    let model = load_model()?;
+    let model = load_model_from(&a.model_file)?;
     let own = model.llama.rope.clone();
     let specs: Vec<String> = if a.scalings.is_empty() {
         let f = a.factor;
@@ -736,7 +783,7 @@ fn run_attention_stats(a: AttentionStatsArgs) -> anyhow::Result<i32> {
             ),
         },
     };
-    let mut model = load_model()?;
+    let mut model = load_model_from(&a.model_file)?;
     let rope = rope_setup(&model, &a.rope)?;
     model.llama.rope = rope.clone();
     let all = model.tokenizer.encode(&text)?;
@@ -884,13 +931,21 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<i32> {
         .checked_add(a.decode)
         .filter(|&t| t <= MAX_CACHE_TOKENS)
         .with_context(|| format!("--tokens + --decode exceeds {MAX_CACHE_TOKENS}"))?;
-    let model = load_model()?;
+    posenc::kernels::gemm::set_default_backend(match a.gemm {
+        GemmChoice::Gemm => posenc::kernels::gemm::GemmBackend::Gemm,
+        GemmChoice::Matrixmultiply => posenc::kernels::gemm::GemmBackend::MatrixMultiply,
+    });
+    let model = load_model_from(&a.model_file)?;
     // A long natural prompt: the default passage repeated, cut to the requested length.
     let mut ids = Vec::new();
     while ids.len() < a.tokens {
         ids.extend(model.tokenizer.encode(DEFAULT_PASSAGE)?);
     }
     ids.truncate(a.tokens);
+    if let Some(path) = &a.ids_out {
+        std::fs::write(path, serde_json::to_string(&ids)?)
+            .with_context(|| format!("--ids-out {}", path.display()))?;
+    }
     let mut runs = Vec::new();
     for _ in 0..a.repeat {
         runs.push(bench_once(&model, &ids, a.decode)?);
@@ -918,6 +973,7 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<i32> {
             "decode_tokens": a.decode, "decode_s": decode_s, "decode_tokens_per_s": decode_tps,
             "prefill_cpu_s": prefill_cpu_s, "decode_cpu_s": decode_cpu_s, "repeat": a.repeat,
             "cpus": available_cpus(), "threads": rayon::current_num_threads(),
+            "peak_rss_bytes": peak_rss_bytes(), "gemm": format!("{:?}", a.gemm).to_lowercase(),
         });
         println!("{out}");
     } else {
@@ -939,6 +995,14 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// Peak resident set size of this process (`VmHWM` in `/proc/self/status`; Linux only).
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 fn available_cpus() -> usize {

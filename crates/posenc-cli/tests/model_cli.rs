@@ -423,3 +423,74 @@ fn progress_bar_on_a_terminal_and_none_with_json() {
         serde_json::from_str(shown.trim()).expect("only JSON on the terminal");
     assert_eq!(v["lengths"], serde_json::json!([128, 256]));
 }
+
+/// A minimal GGUF file (version 3, no tensors) whose only metadata is `general.architecture`.
+fn gguf_with_architecture(arch: &str) -> Vec<u8> {
+    let mut f = b"GGUF".to_vec();
+    f.extend(3u32.to_le_bytes());
+    f.extend(0u64.to_le_bytes()); // tensors
+    f.extend(1u64.to_le_bytes()); // metadata entries
+    let key = b"general.architecture";
+    f.extend((key.len() as u64).to_le_bytes());
+    f.extend(key);
+    f.extend(8u32.to_le_bytes()); // string
+    f.extend((arch.len() as u64).to_le_bytes());
+    f.extend(arch.as_bytes());
+    f
+}
+
+#[test]
+fn model_flag_loads_a_file_and_names_what_it_cannot_load() {
+    // The bundled model, given by path, runs like the default.
+    let (path, _) = posenc_model::fetch::fetch_model().expect("model fetched by scripts/test.sh");
+    let dir = temp_dir("model-flag");
+    let ids = dir.join("ids.json");
+    let out = posenc(&[
+        "model",
+        "bench",
+        "--model",
+        path.to_str().unwrap(),
+        "--tokens",
+        "8",
+        "--decode",
+        "2",
+        "--ids-out",
+        ids.to_str().unwrap(),
+        "--json",
+    ]);
+    let v = json(&out);
+    assert_eq!(v["prefill_tokens"], 8);
+    assert!(v["peak_rss_bytes"].as_u64().is_some_and(|b| b > 0));
+    let written: Vec<u32> = serde_json::from_str(&std::fs::read_to_string(&ids).unwrap()).unwrap();
+    assert_eq!(written.len(), 8);
+    // A missing file and an unsupported architecture: exit 2 naming the flag and the cause.
+    let out = posenc(&[
+        "model",
+        "check-decode",
+        "--model",
+        "/nonexistent/model.gguf",
+    ]);
+    assert_usage_error(&out, "--model /nonexistent/model.gguf");
+    let gemma = dir.join("gemma.gguf");
+    std::fs::write(&gemma, gguf_with_architecture("gemma3")).unwrap();
+    let text = dir.join("text.txt");
+    std::fs::write(&text, "A short text.").unwrap();
+    for cmd in [
+        "logits",
+        "check-decode",
+        "passkey",
+        "perplexity",
+        "attention-stats",
+        "bench",
+    ] {
+        let mut args = vec!["model", cmd, "--model", gemma.to_str().unwrap()];
+        if cmd == "logits" {
+            args.extend(["--prompt-file", "/dev/null"]);
+        }
+        if cmd == "perplexity" {
+            args.extend(["--text-file", text.to_str().unwrap()]);
+        }
+        let out = posenc(&args);
+        assert_usage_error(&out, "\"gemma3\" is not supported");
+    }
+}

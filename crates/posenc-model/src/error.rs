@@ -17,7 +17,7 @@ pub enum Error {
     #[error("bad GGUF file: {0}")]
     Gguf(String),
     /// A tensor stored in a ggml type this crate cannot dequantize.
-    #[error("tensor `{tensor}` has ggml type {type_name} (id {type_id}), which is not supported (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)")]
+    #[error("tensor `{tensor}` has ggml type {type_name} (id {type_id}), which is not supported (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)")]
     UnsupportedType {
         /// The tensor name.
         tensor: String,

@@ -22,6 +22,18 @@
 //!
 //! In both 4-bit types element `j < 16` is the low nibble of byte `j` and element `j + 16` its
 //! high nibble.
+//! - `Q4_K`: 256 values per 144-byte super-block: `f16 d`, `f16 dmin`, 12 bytes of 6-bit
+//!   scales `sc[8]` and mins `m[8]`, 128 bytes of nibbles. Sub-block `s` (32 values) is
+//!   `x = d·sc[s]·q − dmin·m[s]`; each 64-value chunk `c` takes the low nibbles of bytes
+//!   `32c..32c+32` for sub-block `2c` and their high nibbles for `2c + 1`. Scales `j < 4` are
+//!   `b[j] & 63` (mins `b[j+4] & 63`); for `j ≥ 4`, `(b[j+4] & 15) | (b[j−4] >> 6) << 4` (mins
+//!   `(b[j+4] >> 4) | (b[j] >> 6) << 4`).
+//! - `Q6_K`: 256 values per 210-byte super-block: `ql[128]` (low 4 bits), `qh[64]` (high 2 bits),
+//!   `i8 scales[16]`, `f16 d`; `x = d·scale·(q − 32)` with 16-value sub-blocks. In each 128-value
+//!   half `h` (`ql` from `64h`, `qh` from `32h`, scales from `8h`), for `l < 32`: values `l`,
+//!   `l+32`, `l+64`, `l+96` are the low nibble of `ql[l]`, of `ql[l+32]`, the high nibble of `ql[l]`,
+//!   of `ql[l+32]`, each with bits `0-1`, `2-3`, `4-5`, `6-7` of `qh[l]` on top, and scales
+//!   `l/16`, `+2`, `+4`, `+6`.
 //!
 //! # Safety against bad files
 //! Every count and length is checked against the bytes that remain before anything is allocated,
@@ -50,6 +62,10 @@ impl GgmlType {
     pub const Q4_1: GgmlType = GgmlType(3);
     /// 8-bit, scale only.
     pub const Q8_0: GgmlType = GgmlType(8);
+    /// K-quant 4-bit: 256-value super-blocks of 8 sub-blocks with 6-bit scales and mins.
+    pub const Q4_K: GgmlType = GgmlType(12);
+    /// K-quant 6-bit: 256-value super-blocks of 16 sub-blocks with 8-bit scales.
+    pub const Q6_K: GgmlType = GgmlType(14);
     /// bfloat16.
     pub const BF16: GgmlType = GgmlType(30);
 
@@ -72,6 +88,8 @@ impl GgmlType {
             GgmlType::Q8_0 => Some((32, 34)),
             GgmlType::Q4_0 => Some((32, 18)),
             GgmlType::Q4_1 => Some((32, 20)),
+            GgmlType::Q4_K => Some((256, 144)),
+            GgmlType::Q6_K => Some((256, 210)),
             _ => None,
         }
     }
@@ -537,32 +555,117 @@ pub fn dequantize(ty: GgmlType, raw: &[u8]) -> Result<Vec<f32>> {
             raw.len()
         )));
     }
-    let mut out = Vec::with_capacity(raw.len() / block_bytes * per_block);
+    let mut out = vec![0.0f32; raw.len() / block_bytes * per_block];
+    dequantize_into(ty, raw, &mut out)?;
+    Ok(out)
+}
+
+/// Dequantizes `raw` bytes of type `ty` into `out`, which must hold exactly the values of the
+/// whole blocks in `raw`. This is the scalar reference the quantized kernels of
+/// [`crate::quant`] are tested against (and the tile dequantizer of prefill).
+pub fn dequantize_into(ty: GgmlType, raw: &[u8], out: &mut [f32]) -> Result<()> {
+    let (per_block, block_bytes) = ty.block_layout().ok_or_else(|| Error::UnsupportedType {
+        tensor: "?".into(),
+        type_name: ty.name().into(),
+        type_id: ty.0,
+    })?;
+    if !raw.len().is_multiple_of(block_bytes) || raw.len() / block_bytes * per_block != out.len() {
+        return Err(Error::Gguf(format!(
+            "{} data of {} bytes is not {} values in whole {block_bytes}-byte blocks",
+            ty.name(),
+            raw.len(),
+            out.len()
+        )));
+    }
     let f16_at = |b: &[u8], i: usize| f16::from_le_bytes([b[i], b[i + 1]]).to_f32();
-    for b in raw.chunks_exact(block_bytes) {
+    for (b, o) in raw
+        .chunks_exact(block_bytes)
+        .zip(out.chunks_exact_mut(per_block))
+    {
         match ty {
-            GgmlType::F32 => out.push(f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-            GgmlType::F16 => out.push(f16_at(b, 0)),
-            GgmlType::BF16 => out.push(bf16::from_le_bytes([b[0], b[1]]).to_f32()),
+            GgmlType::F32 => o[0] = f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            GgmlType::F16 => o[0] = f16_at(b, 0),
+            GgmlType::BF16 => o[0] = bf16::from_le_bytes([b[0], b[1]]).to_f32(),
             GgmlType::Q8_0 => {
                 let d = f16_at(b, 0);
-                out.extend(b[2..34].iter().map(|&q| d * f32::from(q as i8)));
+                for (o, &q) in o.iter_mut().zip(&b[2..34]) {
+                    *o = d * f32::from(q as i8);
+                }
             }
             GgmlType::Q4_0 => {
                 let d = f16_at(b, 0);
-                let qs = &b[2..18];
-                out.extend(qs.iter().map(|&q| d * (f32::from(q & 0x0f) - 8.0)));
-                out.extend(qs.iter().map(|&q| d * (f32::from(q >> 4) - 8.0)));
+                let (lo, hi) = o.split_at_mut(16);
+                for ((l, h), &q) in lo.iter_mut().zip(hi).zip(&b[2..18]) {
+                    *l = d * (f32::from(q & 0x0f) - 8.0);
+                    *h = d * (f32::from(q >> 4) - 8.0);
+                }
             }
             GgmlType::Q4_1 => {
                 let d = f16_at(b, 0);
                 let m = f16_at(b, 2);
-                let qs = &b[4..20];
-                out.extend(qs.iter().map(|&q| d * f32::from(q & 0x0f) + m));
-                out.extend(qs.iter().map(|&q| d * f32::from(q >> 4) + m));
+                let (lo, hi) = o.split_at_mut(16);
+                for ((l, h), &q) in lo.iter_mut().zip(hi).zip(&b[4..20]) {
+                    *l = d * f32::from(q & 0x0f) + m;
+                    *h = d * f32::from(q >> 4) + m;
+                }
             }
+            GgmlType::Q4_K => dequantize_q4_k(b, o),
+            GgmlType::Q6_K => dequantize_q6_k(b, o),
             _ => unreachable!("block_layout returned Some only for the types above"),
         }
     }
-    Ok(out)
+    Ok(())
+}
+
+/// Scale and min `j` (0..8) of a `Q4_K` super-block's 12 packed bytes.
+fn q4_k_scale_min(j: usize, b: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (b[j] & 63, b[j + 4] & 63)
+    } else {
+        (
+            (b[j + 4] & 0x0f) | ((b[j - 4] >> 6) << 4),
+            (b[j + 4] >> 4) | ((b[j] >> 6) << 4),
+        )
+    }
+}
+
+fn dequantize_q4_k(b: &[u8], out: &mut [f32]) {
+    let f16_at = |i: usize| f16::from_le_bytes([b[i], b[i + 1]]).to_f32();
+    let (d, dmin) = (f16_at(0), f16_at(2));
+    let scales = &b[4..16];
+    for c in 0..4 {
+        let qs = &b[16 + 32 * c..16 + 32 * (c + 1)];
+        let (sc0, m0) = q4_k_scale_min(2 * c, scales);
+        let (sc1, m1) = q4_k_scale_min(2 * c + 1, scales);
+        let (d0, d1) = (d * f32::from(sc0), d * f32::from(sc1));
+        let (o0, o1) = (dmin * f32::from(m0), dmin * f32::from(m1));
+        let chunk = &mut out[64 * c..64 * (c + 1)];
+        let (lo, hi) = chunk.split_at_mut(32);
+        for ((l, h), &q) in lo.iter_mut().zip(hi).zip(qs) {
+            *l = d0 * f32::from(q & 0x0f) - o0;
+            *h = d1 * f32::from(q >> 4) - o1;
+        }
+    }
+}
+
+fn dequantize_q6_k(b: &[u8], out: &mut [f32]) {
+    let d = f16::from_le_bytes([b[208], b[209]]).to_f32();
+    for h in 0..2 {
+        let ql = &b[64 * h..64 * h + 64];
+        let qh = &b[128 + 32 * h..128 + 32 * h + 32];
+        let sc = &b[192 + 8 * h..192 + 8 * h + 8];
+        let y = &mut out[128 * h..128 * (h + 1)];
+        for l in 0..32 {
+            let is = l / 16;
+            let q1 = ((ql[l] & 0x0f) | ((qh[l] & 3) << 4)) as i32 - 32;
+            let q2 = ((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
+            let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
+            let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
+            let s = |k: usize| d * f32::from(sc[is + k] as i8);
+            y[l] = s(0) * q1 as f32;
+            y[l + 32] = s(2) * q2 as f32;
+            y[l + 64] = s(4) * q3 as f32;
+            y[l + 96] = s(6) * q4 as f32;
+        }
+    }
 }

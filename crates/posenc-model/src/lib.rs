@@ -5,11 +5,15 @@
 //!
 //! The reference model is SmolLM2-135M-Instruct (30 layers, 576 hidden, 9 query heads and 3
 //! key/value heads of 64 dims, RoPE base 100000, tied embeddings), from a Q4_1 GGUF that
-//! [`fetch`] downloads. Weights are dequantized to `f32` at load and every product runs in `f32`;
-//! logits match Hugging Face transformers (which dequantizes the same file) to about 2e-5 on the
-//! reference fixtures.
+//! [`fetch`] downloads; any Llama-family GGUF (`llama`, `mistral`, `qwen2`) loads with
+//! [`Model::load`]. Weight matrices stay in their storage type (`Q4_0`, `Q4_1`, `Q8_0`; see
+//! [`quant`]) and are unpacked in registers by the matrix–vector kernels of decode, or tile by tile
+//! into the GEMM of prefill; RoPE is [`posenc::kernels::rope_qk_inplace`] and attention
+//! [`posenc::cached_attention`]. Logits match Hugging Face transformers (which dequantizes the same
+//! file) to about 2e-5 on the reference fixtures.
 //!
-//! - [`gguf`]: the file format and dequantization.
+//! - [`gguf`]: the file format and dequantization (the reference of [`quant`]).
+//! - [`quant`]: quantized weight matrices and their products.
 //! - [`tokenizer`]: byte-level BPE with the SmolLM pre-tokenizer.
 //! - [`llama`]: the forward pass, KV cache with explicit positions, greedy decoding.
 //! - [`fetch`]: model location, download and checksum.
@@ -24,9 +28,9 @@ pub mod fetch;
 pub mod gguf;
 pub mod gguf_check;
 pub mod llama;
-mod matmul;
 pub mod passkey;
 pub mod perplexity;
+pub mod quant;
 pub mod scaling;
 pub mod tokenizer;
 
@@ -43,7 +47,7 @@ pub struct Model {
 }
 
 impl Model {
-    /// Loads a GGUF file (weights dequantized to `f32`).
+    /// Loads a GGUF file (weight matrices kept in their storage type).
     pub fn load(path: &std::path::Path) -> Result<Model> {
         let g = gguf::GgufFile::open(path)?;
         Model::from_gguf(&g)

@@ -28,93 +28,23 @@
 //! [`KvCache`] stores rotated keys and values in arrival order, each with its position id and a
 //! padding flag. The causal mask is by arrival order (token `i` of a call sees every cached entry
 //! and the new tokens `≤ i`); position ids only feed RoPE, so offsets, gaps and left padding
-//! (`positions = cumsum(mask) − 1`, padding keys masked out) all work. Weights are dequantized to
-//! `f32` once, at load.
+//! (`positions = cumsum(mask) − 1`, padding keys masked out) all work. Weight matrices stay in
+//! their GGUF storage type ([`crate::quant`]); activations, caches and attention are `f32`.
 
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
-use crate::matmul::{dot, exp_shifted, gemm_into, linear, View};
+use crate::quant::QMatrix;
+use posenc::attention::HeadConfig;
+use posenc::cached_attention::{cached_attention, Probe};
+use posenc::kernels::{self, AxisOrder, CosSin, QkShape};
 use posenc::rope;
 use rayon::prelude::*;
 
+pub use posenc::cached_attention::{distance_bin, HeadStats, DISTANCE_BINS};
 pub use rope::{Precision, RopeLayout, RopeParams};
 
 /// Most tokens a [`KvCache`] holds (keys and values for 32K tokens are ≈ 1.4 GiB for SmolLM2).
 pub const MAX_CACHE_TOKENS: usize = 1 << 15;
-/// Query rows per attention block (bounds the score buffer to `block × keys`).
-const QUERY_BLOCK: usize = 128;
-/// Query blocks up to this many rows use dot products instead of GEMM (decode steps).
-const SMALL_ROWS: usize = 2;
-/// Bins of [`HeadStats::distance_mass`]: distance 0, then `[2^(b-1), 2^b)` for bin `b`, the last
-/// bin holding everything from 2^15 on (the cache holds at most 2^15 tokens).
-pub const DISTANCE_BINS: usize = 17;
-
-/// The bin of [`HeadStats::distance_mass`] that a query–key distance falls in.
-pub fn distance_bin(distance: usize) -> usize {
-    if distance == 0 {
-        0
-    } else {
-        ((usize::BITS - distance.leading_zeros()) as usize).min(DISTANCE_BINS - 1)
-    }
-}
-
-/// Attention statistics of one head of one layer, summed over the observed queries.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct HeadStats {
-    /// Number of query rows observed.
-    pub queries: u64,
-    /// Sum over queries of the attention entropy `−Σ p ln p` (nats).
-    pub entropy_sum: f64,
-    /// Sum over queries of the mean attended distance `Σ p·(i − j)` (query index `i`, key `j`,
-    /// in arrival order).
-    pub distance_sum: f64,
-    /// Sum over queries of the weight on the first cached token (the "attention sink").
-    pub first_token_sum: f64,
-    /// Sum over queries of the mean distance over the keys after the first one,
-    /// `Σ_{j≥1} p_j (i − j) / Σ_{j≥1} p_j` (queries whose weight is all on the first key add 0).
-    pub distance_after_first_sum: f64,
-    /// Attention weight summed over queries, by distance bin ([`distance_bin`]).
-    pub distance_mass: [f64; DISTANCE_BINS],
-}
-
-impl HeadStats {
-    fn merge(&mut self, o: &HeadStats) {
-        self.queries += o.queries;
-        self.entropy_sum += o.entropy_sum;
-        self.distance_sum += o.distance_sum;
-        self.first_token_sum += o.first_token_sum;
-        self.distance_after_first_sum += o.distance_after_first_sum;
-        for (a, b) in self.distance_mass.iter_mut().zip(&o.distance_mass) {
-            *a += b;
-        }
-    }
-
-    /// Adds one query row of attention weights over keys `0..w.len()`, normalized by `inv`
-    /// (probability `w[j]·inv`); the query is key `w.len() − 1`.
-    fn add_row(&mut self, w: &[f32], inv: f32) {
-        let q = w.len() - 1;
-        let (mut ent, mut dist) = (0.0f64, 0.0f64);
-        for (j, &wj) in w.iter().enumerate() {
-            let pj = wj * inv;
-            if pj > 0.0 {
-                let pj = pj as f64;
-                ent -= pj * pj.ln();
-                dist += pj * (q - j) as f64;
-                self.distance_mass[distance_bin(q - j)] += pj;
-            }
-        }
-        let first = (w.first().copied().unwrap_or(0.0) * inv) as f64;
-        let rest = 1.0 - first;
-        self.queries += 1;
-        self.entropy_sum += ent;
-        self.distance_sum += dist;
-        self.first_token_sum += first;
-        if rest > 1e-9 {
-            self.distance_after_first_sum += (dist - first * q as f64) / rest;
-        }
-    }
-}
-
 /// Collects [`HeadStats`] for every layer and head during [`Llama::forward_hidden`]. Only the
 /// attention of a pass that is given a probe computes them; the normal path is unchanged.
 #[derive(Debug, Clone, PartialEq)]
@@ -143,7 +73,11 @@ impl AttentionProbe {
     }
 }
 
-/// Hyper-parameters read from `llama.*` metadata.
+/// Values of `general.architecture` the runner loads: Llama-family decoders with RMSNorm, SwiGLU
+/// and RoPE (`qwen2` adds q/k/v biases and uses the half-split rotation).
+pub const SUPPORTED_ARCHITECTURES: [&str; 3] = ["llama", "mistral", "qwen2"];
+
+/// Hyper-parameters read from `ARCH.*` metadata (`ARCH` = `general.architecture`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlamaConfig {
     /// Number of transformer blocks.
@@ -184,27 +118,31 @@ pub struct RopeSetup {
 
 struct Layer {
     attn_norm: Vec<f32>,
-    wq: Vec<f32>,
-    wk: Vec<f32>,
-    wv: Vec<f32>,
-    wo: Vec<f32>,
+    wq: QMatrix,
+    wk: QMatrix,
+    wv: QMatrix,
+    /// q/k/v biases (Qwen2); `None` for Llama, whose projections have none.
+    bq: Option<Vec<f32>>,
+    bk: Option<Vec<f32>>,
+    bv: Option<Vec<f32>>,
+    wo: QMatrix,
     ffn_norm: Vec<f32>,
-    w_gate: Vec<f32>,
-    w_up: Vec<f32>,
-    w_down: Vec<f32>,
+    w_gate: QMatrix,
+    w_up: QMatrix,
+    w_down: QMatrix,
 }
 
-/// A Llama-family model with `f32` weights.
+/// A Llama-family model whose matrices stay in their GGUF storage type ([`QMatrix`]).
 pub struct Llama {
     /// Hyper-parameters.
     pub config: LlamaConfig,
     /// RoPE used by [`Llama::forward`]; defaults to the file's base, interleaved layout, HF precision.
     pub rope: RopeSetup,
     layers: Vec<Layer>,
-    token_embd: Vec<f32>,
+    token_embd: QMatrix,
     output_norm: Vec<f32>,
     /// `None` = tied to `token_embd`.
-    output: Option<Vec<f32>>,
+    output: Option<QMatrix>,
 }
 
 /// Keys and values of every layer with the position id and padding flag of each cached token.
@@ -278,15 +216,17 @@ impl LlamaConfig {
             .get("general.architecture")
             .and_then(|v| v.as_str())
             .unwrap_or("");
-        if arch != "llama" {
+        if !SUPPORTED_ARCHITECTURES.contains(&arch) {
             return Err(Error::Model(format!(
-                "general.architecture = {arch:?}; only \"llama\" is supported"
+                "general.architecture = {arch:?} is not supported (supported: {})",
+                SUPPORTED_ARCHITECTURES.join(", ")
             )));
         }
-        let dim = meta_usize(g, "llama.embedding_length")?;
-        let n_heads = meta_usize(g, "llama.attention.head_count")?;
-        let n_kv_heads = match g.get("llama.attention.head_count_kv") {
-            Some(_) => meta_usize(g, "llama.attention.head_count_kv")?,
+        let key = |k: &str| format!("{arch}.{k}");
+        let dim = meta_usize(g, &key("embedding_length"))?;
+        let n_heads = meta_usize(g, &key("attention.head_count"))?;
+        let n_kv_heads = match g.get(&key("attention.head_count_kv")) {
+            Some(_) => meta_usize(g, &key("attention.head_count_kv"))?,
             None => n_heads,
         };
         if n_heads == 0 || n_kv_heads == 0 || dim % n_heads != 0 || n_heads % n_kv_heads != 0 {
@@ -295,8 +235,8 @@ impl LlamaConfig {
             )));
         }
         let head_dim = dim / n_heads;
-        let rope_dim = match g.get("llama.rope.dimension_count") {
-            Some(_) => meta_usize(g, "llama.rope.dimension_count")?,
+        let rope_dim = match g.get(&key("rope.dimension_count")) {
+            Some(_) => meta_usize(g, &key("rope.dimension_count"))?,
             None => head_dim,
         };
         if rope_dim % 2 != 0 || rope_dim > head_dim {
@@ -309,20 +249,20 @@ impl LlamaConfig {
             .ok_or_else(|| Error::Model("tensor `token_embd.weight` is missing".into()))?;
         let vocab_size = token_embd.dims.get(1).copied().unwrap_or(0) as usize;
         let cfg = LlamaConfig {
-            n_layers: meta_usize(g, "llama.block_count")?,
+            n_layers: meta_usize(g, &key("block_count"))?,
             dim,
-            ffn_dim: meta_usize(g, "llama.feed_forward_length")?,
+            ffn_dim: meta_usize(g, &key("feed_forward_length"))?,
             n_heads,
             n_kv_heads,
             head_dim,
             vocab_size,
-            rms_eps: meta_f64(g, "llama.attention.layer_norm_rms_epsilon")? as f32,
-            rope_base: match g.get("llama.rope.freq_base") {
-                Some(_) => meta_f64(g, "llama.rope.freq_base")?,
+            rms_eps: meta_f64(g, &key("attention.layer_norm_rms_epsilon"))? as f32,
+            rope_base: match g.get(&key("rope.freq_base")) {
+                Some(_) => meta_f64(g, &key("rope.freq_base"))?,
                 None => 10_000.0,
             },
             rope_dim,
-            context_length: meta_usize(g, "llama.context_length").unwrap_or(2048),
+            context_length: meta_usize(g, &key("context_length")).unwrap_or(2048),
         };
         if !(cfg.rms_eps.is_finite() && cfg.rms_eps > 0.0) {
             return Err(Error::Model(format!(
@@ -339,12 +279,13 @@ impl LlamaConfig {
 }
 
 impl Llama {
-    /// Loads a model: reads the config and dequantizes every weight to `f32`.
+    /// Loads a model: reads the config, keeps every matrix in its storage type (`Q4_0`, `Q4_1`,
+    /// `Q8_0` as stored, float types as `f32`) and dequantizes the norm vectors to `f32`.
     pub fn from_gguf(g: &GgufFile) -> Result<Llama> {
         let config = LlamaConfig::from_gguf(g)?;
         crate::gguf_check::check_model_file(g)?;
         let c = &config;
-        let load = |name: &str, dims: &[usize]| -> Result<Vec<f32>> {
+        let info = |name: &str, dims: &[usize]| -> Result<&crate::gguf::TensorInfo> {
             let info = g
                 .tensor(name)
                 .ok_or_else(|| Error::Model(format!("tensor `{name}` is missing")))?;
@@ -355,30 +296,49 @@ impl Llama {
                     info.dims
                 )));
             }
+            Ok(info)
+        };
+        let load = |name: &str, dims: &[usize]| -> Result<Vec<f32>> {
+            info(name, dims)?;
             g.dequantize(name)
+        };
+        // `ne = [cols, rows]`: a matrix of `rows` output features.
+        let matrix = |name: &str, cols: usize, rows: usize| -> Result<QMatrix> {
+            let t = info(name, &[cols, rows])?;
+            QMatrix::from_raw(name, t.ggml_type, rows, cols, g.tensor_bytes(t)?)
         };
         let (d, kv, f) = (c.dim, c.kv_dim(), c.ffn_dim);
         let layers = (0..c.n_layers)
             .into_par_iter()
             .map(|i| {
                 let p = |s: &str| format!("blk.{i}.{s}.weight");
+                let bias = |s: &str, len: usize| -> Result<Option<Vec<f32>>> {
+                    let name = format!("blk.{i}.{s}.bias");
+                    match g.tensor(&name) {
+                        Some(_) => Ok(Some(load(&name, &[len])?)),
+                        None => Ok(None),
+                    }
+                };
                 Ok(Layer {
                     attn_norm: load(&p("attn_norm"), &[d])?,
-                    wq: load(&p("attn_q"), &[d, d])?,
-                    wk: load(&p("attn_k"), &[d, kv])?,
-                    wv: load(&p("attn_v"), &[d, kv])?,
-                    wo: load(&p("attn_output"), &[d, d])?,
+                    wq: matrix(&p("attn_q"), d, d)?,
+                    wk: matrix(&p("attn_k"), d, kv)?,
+                    wv: matrix(&p("attn_v"), d, kv)?,
+                    bq: bias("attn_q", d)?,
+                    bk: bias("attn_k", kv)?,
+                    bv: bias("attn_v", kv)?,
+                    wo: matrix(&p("attn_output"), d, d)?,
                     ffn_norm: load(&p("ffn_norm"), &[d])?,
-                    w_gate: load(&p("ffn_gate"), &[d, f])?,
-                    w_up: load(&p("ffn_up"), &[d, f])?,
-                    w_down: load(&p("ffn_down"), &[f, d])?,
+                    w_gate: matrix(&p("ffn_gate"), d, f)?,
+                    w_up: matrix(&p("ffn_up"), d, f)?,
+                    w_down: matrix(&p("ffn_down"), f, d)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let token_embd = load("token_embd.weight", &[d, c.vocab_size])?;
+        let token_embd = matrix("token_embd.weight", d, c.vocab_size)?;
         let output_norm = load("output_norm.weight", &[d])?;
         let output = match g.tensor("output.weight") {
-            Some(_) => Some(load("output.weight", &[d, c.vocab_size])?),
+            Some(_) => Some(matrix("output.weight", d, c.vocab_size)?),
             None => None,
         };
         let mut params = RopeParams::new(c.rope_base, c.head_dim)?;
@@ -386,7 +346,13 @@ impl Llama {
         params.max_position_embeddings = c.context_length;
         let rope = RopeSetup {
             params,
-            layout: RopeLayout::Interleaved,
+            // llama.cpp's converter permutes Wq/Wk of `llama` files (see the module docs); Qwen2
+            // files keep Hugging Face's order and rotate half-split (llama.cpp's NEOX mode).
+            layout: if g.get("general.architecture").and_then(|v| v.as_str()) == Some("qwen2") {
+                RopeLayout::HalfSplit
+            } else {
+                RopeLayout::Interleaved
+            },
             precision: Precision::hf(),
         };
         Ok(Llama {
@@ -465,8 +431,8 @@ impl Llama {
     pub fn logits_from_hidden(&self, hidden: &[f32]) -> Vec<f32> {
         let c = &self.config;
         let rows = hidden.len() / c.dim;
-        let head = self.output.as_deref().unwrap_or(&self.token_embd);
-        linear(hidden, rows, c.dim, head, c.vocab_size)
+        let head = self.output.as_ref().unwrap_or(&self.token_embd);
+        head.matmul(hidden, rows)
     }
 
     /// The forward pass up to the output head: returns the final RMS-normalized hidden states
@@ -538,87 +504,100 @@ impl Llama {
         let freqs = rope_setup
             .params
             .frequencies(seq_len, rope_setup.precision)?;
-        let pairs = freqs.pairs();
-        let mut cos = vec![0.0f32; n * pairs];
-        let mut sin = vec![0.0f32; n * pairs];
-        if pairs > 0 {
-            for ((&p, cr), sr) in positions
-                .iter()
-                .zip(cos.chunks_exact_mut(pairs))
-                .zip(sin.chunks_exact_mut(pairs))
-            {
-                rope::cos_sin_row(&freqs, p, cr, sr)?;
-            }
-        }
+        // One table of cos/sin rows for the positions of this call when they span a short
+        // range (the usual case: consecutive positions), else rows computed per token by the
+        // kernel. Either way the rows are the reference's (`rope::cos_sin_row`), bit for bit.
+        let min_pos = positions.iter().copied().min().unwrap_or(0);
+        let span = max_pos - min_pos;
+        let table = if span <= 2 * n as u64 + 64 {
+            let range: Vec<u64> = (min_pos..=max_pos).collect();
+            Some(kernels::rope_table(&freqs, &range)?)
+        } else {
+            None
+        };
+        let rows = match &table {
+            Some(t) => CosSin::Table(t),
+            None => CosSin::Freqs(&freqs),
+        };
+        let shape = QkShape {
+            batch: 1,
+            seq: n,
+            head_dim: c.head_dim,
+            order: AxisOrder::Bshd,
+        };
         // Dry-run the rotation once so shape errors surface before the cache is touched.
-        if n > 0 {
+        {
             let mut probe = vec![0.0f32; c.head_dim];
-            rope::apply_rotary_heads(
+            let one = QkShape { seq: 1, ..shape };
+            kernels::rope_inplace(
                 &mut probe,
                 1,
-                c.head_dim,
-                &cos[..pairs],
-                &sin[..pairs],
+                &one,
+                &positions[..1],
+                rows,
                 rope_setup.layout,
             )?;
         }
 
-        let (d, kv) = (c.dim, c.kv_dim());
+        let d = c.dim;
+        let heads = HeadConfig::new(c.n_heads, c.n_kv_heads, c.head_dim)?;
         let mut x = vec![0.0f32; n * d];
         for (row, &t) in x.chunks_exact_mut(d).zip(tokens) {
-            row.copy_from_slice(&self.token_embd[t as usize * d..(t as usize + 1) * d]);
+            self.token_embd
+                .dequantize_rows(t as usize, t as usize + 1, row);
         }
         cache.positions.extend_from_slice(positions);
         cache.attend.extend_from_slice(attend);
 
         for (li, layer) in self.layers.iter().enumerate() {
             let h = rms_norm(&x, &layer.attn_norm, c.rms_eps);
-            let mut q = linear(&h, n, d, &layer.wq, d);
-            let mut k = linear(&h, n, d, &layer.wk, kv);
-            let v = linear(&h, n, d, &layer.wv, kv);
-            for i in 0..n {
-                let (cr, sr) = (
-                    &cos[i * pairs..(i + 1) * pairs],
-                    &sin[i * pairs..(i + 1) * pairs],
-                );
-                rope::apply_rotary_heads(
-                    &mut q[i * d..(i + 1) * d],
-                    c.n_heads,
-                    c.head_dim,
-                    cr,
-                    sr,
-                    rope_setup.layout,
-                )?;
-                rope::apply_rotary_heads(
-                    &mut k[i * kv..(i + 1) * kv],
-                    c.n_kv_heads,
-                    c.head_dim,
-                    cr,
-                    sr,
-                    rope_setup.layout,
-                )?;
+            let mut q = layer.wq.matmul(&h, n);
+            let mut k = layer.wk.matmul(&h, n);
+            let mut v = layer.wv.matmul(&h, n);
+            for (y, b) in [
+                (&mut q, &layer.bq),
+                (&mut k, &layer.bk),
+                (&mut v, &layer.bv),
+            ] {
+                if let Some(b) = b {
+                    for row in y.chunks_exact_mut(b.len()) {
+                        add_in_place(row, b);
+                    }
+                }
             }
+            kernels::rope_qk_inplace(
+                &mut q,
+                c.n_heads,
+                &mut k,
+                c.n_kv_heads,
+                &shape,
+                positions,
+                rows,
+                rope_setup.layout,
+            )?;
             cache.keys[li].extend_from_slice(&k);
             cache.values[li].extend_from_slice(&v);
-            let attn = attention(
-                c,
+            let layer_probe = probe.as_deref_mut().map(|p| Probe {
+                query_from: p.query_from,
+                stats: &mut p.stats[li * c.n_heads..(li + 1) * c.n_heads],
+            });
+            let attn = cached_attention(
+                &heads,
                 &q,
-                n,
-                past,
                 &cache.keys[li],
                 &cache.values[li],
-                &cache.attend,
-                probe.as_deref_mut().map(|p| (li, p)),
-            );
-            let o = linear(&attn, n, d, &layer.wo, d);
+                Some(&cache.attend),
+                layer_probe,
+            )?;
+            let o = layer.wo.matmul(&attn, n);
             add_in_place(&mut x, &o);
             let h = rms_norm(&x, &layer.ffn_norm, c.rms_eps);
-            let mut gate = linear(&h, n, d, &layer.w_gate, c.ffn_dim);
-            let up = linear(&h, n, d, &layer.w_up, c.ffn_dim);
+            let mut gate = layer.w_gate.matmul(&h, n);
+            let up = layer.w_up.matmul(&h, n);
             for (g, u) in gate.iter_mut().zip(&up) {
                 *g = *g / (1.0 + (-*g).exp()) * u;
             }
-            let down = linear(&gate, n, c.ffn_dim, &layer.w_down, d);
+            let down = layer.w_down.matmul(&gate, n);
             add_in_place(&mut x, &down);
         }
 
@@ -691,337 +670,4 @@ fn rms_norm(x: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
         }
     }
     out
-}
-
-/// Causal GQA attention of `n` new query rows (already rotated) against `past + n` cached keys.
-/// Returns `n × dim`. With a probe (layer index, probe), the statistics of every query row at or
-/// after `probe.query_from` are added to that layer's heads.
-///
-/// One job per (key/value head, block of queries): the queries of every head of the group are
-/// stacked into one matrix, so each block multiplies (and packs) its keys and values once for
-/// the whole group. Softmax weights stay unnormalized; each output row is divided by its sum at
-/// the end (a probe reads the weights times that factor, so it changes nothing in the result).
-#[allow(clippy::too_many_arguments)]
-fn attention(
-    c: &LlamaConfig,
-    q: &[f32],
-    n: usize,
-    past: usize,
-    keys: &[f32],
-    values: &[f32],
-    attend: &[bool],
-    probe: Option<(usize, &mut AttentionProbe)>,
-) -> Vec<f32> {
-    let (d, kv, hd) = (c.dim, c.kv_dim(), c.head_dim);
-    let group = c.n_heads / c.n_kv_heads;
-    let scale = 1.0 / (hd as f32).sqrt();
-    let blocks = n.div_ceil(QUERY_BLOCK);
-    let has_padding = attend.iter().any(|&a| !a);
-    let mask = has_padding.then_some(attend);
-    if n == 1 && probe.is_none() {
-        return attention_one(c, q, past, keys, values, mask);
-    }
-    let query_from = probe.as_ref().map(|(_, p)| p.query_from);
-    let jobs: Vec<(usize, usize)> = (0..c.n_kv_heads)
-        .flat_map(|g| (0..blocks).map(move |b| (g, b)))
-        .collect();
-    type Job = (usize, usize, Vec<f32>, Option<Vec<HeadStats>>);
-    let results: Vec<Job> = jobs
-        .into_par_iter()
-        .map(|(g, b)| {
-            let i0 = b * QUERY_BLOCK;
-            let i1 = (i0 + QUERY_BLOCK).min(n);
-            // Row r = i·group + t holds query i0 + i of head g·group + t.
-            let rows = (i1 - i0) * group;
-            let n_keys = past + i1;
-            let mut qa = vec![0.0f32; rows * hd];
-            for (i, dst) in qa.chunks_exact_mut(group * hd).enumerate() {
-                let src = (i0 + i) * d + g * group * hd;
-                dst.copy_from_slice(&q[src..src + group * hd]);
-            }
-            let mut scores = vec![0.0f32; rows * n_keys];
-            if i1 - i0 <= SMALL_ROWS {
-                // Decode-sized blocks: dot products straight from the cache (a GEMM would first
-                // copy the keys).
-                for (row, qr) in scores.chunks_exact_mut(n_keys).zip(qa.chunks_exact(hd)) {
-                    for (j, s) in row.iter_mut().enumerate() {
-                        *s = dot(qr, &keys[j * kv + g * hd..j * kv + (g + 1) * hd]);
-                    }
-                }
-            } else {
-                let a = View {
-                    data: &qa,
-                    offset: 0,
-                    rows,
-                    cols: hd,
-                    rs: hd,
-                    cs: 1,
-                };
-                let kt = View {
-                    data: keys,
-                    offset: g * hd,
-                    rows: hd,
-                    cols: n_keys,
-                    rs: 1,
-                    cs: kv,
-                };
-                gemm_into(a, kt, &mut scores, n_keys);
-            }
-            let mut stats = query_from.map(|_| vec![HeadStats::default(); group]);
-            let mut inv = vec![0.0f32; rows];
-            for (r, row) in scores.chunks_exact_mut(n_keys).enumerate() {
-                let visible = past + i0 + r / group + 1;
-                let (live, hidden) = row.split_at_mut(visible);
-                hidden.fill(0.0);
-                inv[r] = softmax_unnormalized(live, scale, mask);
-                if let (Some(st), Some(from)) = (stats.as_mut(), query_from) {
-                    if visible > from {
-                        st[r % group].add_row(live, inv[r]);
-                    }
-                }
-            }
-            let mut out = vec![0.0f32; rows * hd];
-            if i1 - i0 <= SMALL_ROWS {
-                for (o, p) in out.chunks_exact_mut(hd).zip(scores.chunks_exact(n_keys)) {
-                    for (j, &pj) in p.iter().enumerate() {
-                        let vj = &values[j * kv + g * hd..j * kv + (g + 1) * hd];
-                        for (a, &b) in o.iter_mut().zip(vj) {
-                            *a += pj * b;
-                        }
-                    }
-                }
-            } else {
-                let pa = View {
-                    data: &scores,
-                    offset: 0,
-                    rows,
-                    cols: n_keys,
-                    rs: n_keys,
-                    cs: 1,
-                };
-                let vb = View {
-                    data: values,
-                    offset: g * hd,
-                    rows: n_keys,
-                    cols: hd,
-                    rs: kv,
-                    cs: 1,
-                };
-                gemm_into(pa, vb, &mut out, hd);
-            }
-            for (o, &f) in out.chunks_exact_mut(hd).zip(&inv) {
-                for v in o.iter_mut() {
-                    *v *= f;
-                }
-            }
-            (g, i0, out, stats)
-        })
-        .collect();
-    let mut attn = vec![0.0f32; n * d];
-    let mut probe = probe;
-    for (g, i0, out, stats) in results {
-        if let (Some((layer, p)), Some(st)) = (probe.as_mut(), stats) {
-            for (t, s) in st.iter().enumerate() {
-                p.stats[*layer * c.n_heads + g * group + t].merge(s);
-            }
-        }
-        // Out row i·group + t is query i0 + i of head g·group + t: the group's heads are adjacent.
-        for (i, src) in out.chunks_exact(group * hd).enumerate() {
-            let dst = (i0 + i) * d + g * group * hd;
-            attn[dst..dst + group * hd].copy_from_slice(src);
-        }
-    }
-    attn
-}
-
-/// Unnormalized softmax of `scores · scale` in place: `exp((s − max)·scale)`, 0 for keys whose
-/// `attend` flag is false. Returns `1 / sum` of the weights (0 when no key is visible, and then
-/// every weight is 0).
-fn softmax_unnormalized(scores: &mut [f32], scale: f32, attend: Option<&[bool]>) -> f32 {
-    if let Some(attend) = attend {
-        for (s, &a) in scores.iter_mut().zip(attend) {
-            if !a {
-                *s = f32::NEG_INFINITY;
-            }
-        }
-    }
-    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    if max == f32::NEG_INFINITY {
-        // Nothing visible (a padding row at the start).
-        scores.fill(0.0);
-        return 0.0;
-    }
-    let mut sum = exp_shifted(scores, max, scale);
-    if let Some(attend) = attend {
-        for (s, &a) in scores.iter_mut().zip(attend) {
-            if !a {
-                sum -= *s;
-                *s = 0.0;
-            }
-        }
-    }
-    1.0 / sum
-}
-
-/// Attention of one new token (decode). One job per key/value head: each cached key and value
-/// row is read once and used by every query head of its group.
-fn attention_one(
-    c: &LlamaConfig,
-    q: &[f32],
-    past: usize,
-    keys: &[f32],
-    values: &[f32],
-    attend: Option<&[bool]>,
-) -> Vec<f32> {
-    let (kv, hd) = (c.kv_dim(), c.head_dim);
-    let group = c.n_heads / c.n_kv_heads;
-    let scale = 1.0 / (hd as f32).sqrt();
-    let n_keys = past + 1;
-    let parts: Vec<Vec<f32>> = (0..c.n_kv_heads)
-        .into_par_iter()
-        .map(|g| {
-            // The group's query heads are adjacent in the token's query row.
-            let qg = &q[g * group * hd..(g + 1) * group * hd];
-            let mut scores = vec![0.0f32; group * n_keys];
-            for j in 0..n_keys {
-                let kj = &keys[j * kv + g * hd..j * kv + (g + 1) * hd];
-                for (t, qt) in qg.chunks_exact(hd).enumerate() {
-                    scores[t * n_keys + j] = dot(qt, kj);
-                }
-            }
-            let inv: Vec<f32> = scores
-                .chunks_exact_mut(n_keys)
-                .map(|row| softmax_unnormalized(row, scale, attend))
-                .collect();
-            let mut out = vec![0.0f32; group * hd];
-            for j in 0..n_keys {
-                let vj = &values[j * kv + g * hd..j * kv + (g + 1) * hd];
-                for (t, o) in out.chunks_exact_mut(hd).enumerate() {
-                    let p = scores[t * n_keys + j];
-                    for (a, &b) in o.iter_mut().zip(vj) {
-                        *a += p * b;
-                    }
-                }
-            }
-            for (o, &f) in out.chunks_exact_mut(hd).zip(&inv) {
-                for v in o.iter_mut() {
-                    *v *= f;
-                }
-            }
-            out
-        })
-        .collect();
-    parts.concat()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config(n_heads: usize, n_kv_heads: usize, head_dim: usize) -> LlamaConfig {
-        LlamaConfig {
-            n_layers: 1,
-            dim: n_heads * head_dim,
-            ffn_dim: 4,
-            n_heads,
-            n_kv_heads,
-            head_dim,
-            vocab_size: 4,
-            rms_eps: 1e-5,
-            rope_base: 10_000.0,
-            rope_dim: head_dim,
-            context_length: 64,
-        }
-    }
-
-    /// Plain f64 causal GQA attention with masked keys.
-    fn naive(
-        c: &LlamaConfig,
-        q: &[f32],
-        n: usize,
-        past: usize,
-        keys: &[f32],
-        values: &[f32],
-        attend: &[bool],
-    ) -> Vec<f64> {
-        let (d, kv, hd) = (c.dim, c.kv_dim(), c.head_dim);
-        let group = c.n_heads / c.n_kv_heads;
-        let mut out = vec![0.0; n * d];
-        for i in 0..n {
-            for h in 0..c.n_heads {
-                let g = h / group;
-                let qi = &q[i * d + h * hd..i * d + (h + 1) * hd];
-                let visible: Vec<usize> = (0..=past + i).filter(|&j| attend[j]).collect();
-                if visible.is_empty() {
-                    continue;
-                }
-                let s: Vec<f64> = visible
-                    .iter()
-                    .map(|&j| {
-                        let kj = &keys[j * kv + g * hd..j * kv + (g + 1) * hd];
-                        qi.iter()
-                            .zip(kj)
-                            .map(|(a, b)| *a as f64 * *b as f64)
-                            .sum::<f64>()
-                            / (hd as f64).sqrt()
-                    })
-                    .collect();
-                let m = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let z: f64 = s.iter().map(|v| (v - m).exp()).sum();
-                for (&j, sv) in visible.iter().zip(&s) {
-                    let p = (sv - m).exp() / z;
-                    for t in 0..hd {
-                        out[i * d + h * hd + t] += p * values[j * kv + g * hd + t] as f64;
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    /// The blocked attention (GEMM blocks, dot-product blocks, one-token decode, padding) against
-    /// the plain reference over a seeded sweep of shapes.
-    #[test]
-    fn attention_matches_naive_over_shapes() {
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        };
-        let shapes = [
-            (1, 0),
-            (1, 37),
-            (2, 5),
-            (3, 0),
-            (QUERY_BLOCK, 0),
-            (QUERY_BLOCK + 1, 3),
-            (2 * QUERY_BLOCK + 2, 0),
-            (300, 17),
-        ];
-        for (case, &(n, past)) in shapes.iter().enumerate() {
-            for &(heads, kv_heads, hd) in &[(4, 2, 8), (3, 3, 4), (6, 1, 16)] {
-                let c = config(heads, kv_heads, hd);
-                let total = past + n;
-                let q: Vec<f32> = (0..n * c.dim).map(|_| 3.0 * next()).collect();
-                let keys: Vec<f32> = (0..total * c.kv_dim()).map(|_| 3.0 * next()).collect();
-                let values: Vec<f32> = (0..total * c.kv_dim()).map(|_| next()).collect();
-                // Odd cases: left padding (the first keys masked, some rows see nothing).
-                let pad = if case % 2 == 1 { total.min(4) } else { 0 };
-                let attend: Vec<bool> = (0..total).map(|j| j >= pad).collect();
-                let got = attention(&c, &q, n, past, &keys, &values, &attend, None);
-                let want = naive(&c, &q, n, past, &keys, &values, &attend);
-                let worst = got
-                    .iter()
-                    .zip(&want)
-                    .map(|(a, b)| (*a as f64 - b).abs())
-                    .fold(0.0, f64::max);
-                assert!(
-                    worst < 2e-5,
-                    "n {n} past {past} heads {heads}/{kv_heads} hd {hd}: {worst}"
-                );
-            }
-        }
-    }
 }

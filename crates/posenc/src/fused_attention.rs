@@ -77,6 +77,7 @@ use rayon::prelude::*;
 
 use crate::attention::{AttentionOptions, Causal, HeadConfig, Mask, Scheme};
 use crate::error::check_cap;
+use crate::kernels::gemm::{gemm, MatRef};
 use crate::relative::T5Buckets;
 use crate::rope::{self, RopeFrequencies, RopeLayout};
 use crate::{Error, Result};
@@ -1551,26 +1552,17 @@ fn gemm_scores_t(k: &[f32], stride: usize, len: usize, d: usize, qt: &[f32], s: 
     if len == 0 || k.len() < k_need || qt.len() < d * QUERY_TILE || s.len() < len * QUERY_TILE {
         return;
     }
-    // SAFETY: A = k[jj·stride + p] for jj < len, p < d (checked above); B = qt[p·QT + r] for
-    // p < d, r < QT; C = s[jj·QT + r]; the three regions are distinct slices.
-    unsafe {
-        matrixmultiply::sgemm(
-            len,
-            d,
-            QUERY_TILE,
-            1.0,
-            k.as_ptr(),
-            stride as isize,
-            1,
-            qt.as_ptr(),
-            QUERY_TILE as isize,
-            1,
-            0.0,
-            s.as_mut_ptr(),
-            QUERY_TILE as isize,
-            1,
-        );
-    }
+    let a = MatRef {
+        data: k,
+        offset: 0,
+        rows: len,
+        cols: d,
+        rs: stride,
+        cs: 1,
+    };
+    let b = MatRef::row_major(qt, d, QUERY_TILE);
+    // Shapes were checked above, so the wrapper cannot refuse them.
+    let _ = gemm(a, b, s, QUERY_TILE, false);
 }
 
 /// [`pv_t`] through `matrixmultiply::sgemm`: `O^T (d × QT) += V^T (d × len) · P^T (len × QT)`.
@@ -1579,26 +1571,16 @@ fn gemm_pv_t(v: &[f32], stride: usize, len: usize, d: usize, s: &[f32], ot: &mut
     if len == 0 || v.len() < v_need || s.len() < len * QUERY_TILE || ot.len() < d * QUERY_TILE {
         return;
     }
-    // SAFETY: A = v[jj·stride + c] (c < d, jj < len), B = s[jj·QT + r], C = ot[c·QT + r], all
-    // inside their slices (checked above); C does not alias A or B.
-    unsafe {
-        matrixmultiply::sgemm(
-            d,
-            len,
-            QUERY_TILE,
-            1.0,
-            v.as_ptr(),
-            1,
-            stride as isize,
-            s.as_ptr(),
-            QUERY_TILE as isize,
-            1,
-            1.0,
-            ot.as_mut_ptr(),
-            QUERY_TILE as isize,
-            1,
-        );
-    }
+    let a = MatRef {
+        data: v,
+        offset: 0,
+        rows: d,
+        cols: len,
+        rs: 1,
+        cs: stride,
+    };
+    let b = MatRef::row_major(s, len, QUERY_TILE);
+    let _ = gemm(a, b, ot, QUERY_TILE, true);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1711,27 +1693,24 @@ impl Plan<'_> {
             .enumerate()
             .map(|(h, (sc, bi))| {
                 let g = self.heads.kv_head(h);
-                // SAFETY: A = q[(i·nq + h)·d + p], B = k[(j·nkv + g)·d + p] (p < d, i < sq,
-                // j < sk), C = sc[i·sk + j]: all in bounds by the checked shapes; C is its own
-                // buffer.
-                unsafe {
-                    matrixmultiply::sgemm(
-                        sq,
-                        d,
-                        sk,
-                        1.0,
-                        q.as_ptr().add(h * d),
-                        qw as isize,
-                        1,
-                        k.as_ptr().add(g * d),
-                        1,
-                        kw as isize,
-                        0.0,
-                        sc.as_mut_ptr(),
-                        sk as isize,
-                        1,
-                    );
-                }
+                let a = MatRef {
+                    data: &q,
+                    offset: h * d,
+                    rows: sq,
+                    cols: d,
+                    rs: qw,
+                    cs: 1,
+                };
+                let b = MatRef {
+                    data: &k,
+                    offset: g * d,
+                    rows: d,
+                    cols: sk,
+                    rs: 1,
+                    cs: kw,
+                };
+                // In bounds by the checked shapes.
+                let _ = gemm(a, b, sc, sk, false);
                 for (srow, brow) in sc.chunks_exact_mut(sk).zip(bi.chunks_exact(sk)) {
                     for (s, &b) in srow.iter_mut().zip(brow) {
                         *s += b;
@@ -1739,25 +1718,16 @@ impl Plan<'_> {
                     softmax_row(srow);
                 }
                 let mut o = vec![0.0f32; sq * d];
-                // SAFETY: A = sc[i·sk + j], B = v[(j·nkv + g)·d + c], C = o[i·d + c], in bounds.
-                unsafe {
-                    matrixmultiply::sgemm(
-                        sq,
-                        sk,
-                        d,
-                        1.0,
-                        sc.as_ptr(),
-                        sk as isize,
-                        1,
-                        self.v.as_ptr().add(g * d),
-                        kw as isize,
-                        1,
-                        0.0,
-                        o.as_mut_ptr(),
-                        d as isize,
-                        1,
-                    );
-                }
+                let a = MatRef::row_major(sc, sq, sk);
+                let b = MatRef {
+                    data: self.v,
+                    offset: g * d,
+                    rows: sk,
+                    cols: d,
+                    rs: kw,
+                    cs: 1,
+                };
+                let _ = gemm(a, b, &mut o, d, false);
                 o
             })
             .collect();

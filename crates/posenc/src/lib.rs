@@ -34,6 +34,7 @@
 
 pub mod alibi;
 pub mod attention;
+pub mod cached_attention;
 pub mod config;
 pub mod diagnostics;
 mod error;

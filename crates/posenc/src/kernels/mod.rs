@@ -24,6 +24,7 @@
 //! precision with the reference's float32 arithmetic.
 
 mod element;
+pub mod gemm;
 pub mod hf_eager;
 mod rotate;
 mod stream;
