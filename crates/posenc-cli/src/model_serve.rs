@@ -147,7 +147,11 @@ impl PrefixCache {
         self.clock += 1;
         let mut best: Option<(usize, usize)> = None;
         for (i, (cached, _, _)) in self.entries.iter().enumerate() {
-            let lcp = cached.iter().zip(tokens).take_while(|(a, b)| a == b).count();
+            let lcp = cached
+                .iter()
+                .zip(tokens)
+                .take_while(|(a, b)| a == b)
+                .count();
             let usable = lcp.min(tokens.len().saturating_sub(1));
             if usable >= self.min_len.max(1) && best.is_none_or(|(_, b)| usable > b) {
                 best = Some((i, usable));
@@ -378,8 +382,7 @@ impl Engine {
                     row.finish = Some("stop");
                     continue;
                 }
-                row.completion
-                    .push(score(&row.last_logits, next, job.top));
+                row.completion.push(score(&row.last_logits, next, job.top));
                 if row.completion.len() == job.max_tokens {
                     row.finish = Some("length");
                     continue;
@@ -489,7 +492,10 @@ fn check_model(state: &AppState, m: &Map<String, Value>) -> Result<(), Response>
         Some(Value::String(s)) if *s == state.name => Ok(()),
         Some(other) => Err(api_error(
             StatusCode::NOT_FOUND,
-            format!("model {other} is not served here; this server serves {:?}", state.name),
+            format!(
+                "model {other} is not served here; this server serves {:?}",
+                state.name
+            ),
             Some("model"),
         )),
     }
@@ -507,41 +513,40 @@ fn parse_completion(state: &AppState, body: &Bytes) -> Result<Parsed, Response> 
     let m = parse_object(body)?;
     check_model(state, &m)?;
     let vocab = state.model.llama.config.vocab_size;
-    let (text, tokens) = match m.get("prompt") {
-        Some(Value::String(s)) => {
-            let ids = state
-                .model
-                .tokenizer
-                .encode(s)
-                .map_err(|e| bad(format!("cannot tokenize `prompt`: {e}"), "prompt"))?;
-            (Some(s.clone()), ids)
-        }
-        Some(Value::Array(a)) if a.iter().all(|v| v.is_u64()) => {
-            let ids: Option<Vec<u32>> = a
-                .iter()
-                .map(|v| v.as_u64().filter(|&t| t < vocab as u64).map(|t| t as u32))
-                .collect();
-            let ids = ids.ok_or_else(|| {
-                bad(
-                    format!("`prompt` token ids must be < the vocabulary size {vocab}"),
-                    "prompt",
-                )
-            })?;
-            (None, ids)
-        }
-        Some(Value::Array(_)) => {
-            return Err(bad(
+    let (text, tokens) =
+        match m.get("prompt") {
+            Some(Value::String(s)) => {
+                let ids = state
+                    .model
+                    .tokenizer
+                    .encode(s)
+                    .map_err(|e| bad(format!("cannot tokenize `prompt`: {e}"), "prompt"))?;
+                (Some(s.clone()), ids)
+            }
+            Some(Value::Array(a)) if a.iter().all(|v| v.is_u64()) => {
+                let ids: Option<Vec<u32>> = a
+                    .iter()
+                    .map(|v| v.as_u64().filter(|&t| t < vocab as u64).map(|t| t as u32))
+                    .collect();
+                let ids = ids.ok_or_else(|| {
+                    bad(
+                        format!("`prompt` token ids must be < the vocabulary size {vocab}"),
+                        "prompt",
+                    )
+                })?;
+                (None, ids)
+            }
+            Some(Value::Array(_)) => return Err(bad(
                 "`prompt` must be one string or one array of token ids (one prompt per request)",
                 "prompt",
-            ))
-        }
-        _ => {
-            return Err(bad(
-                "`prompt` is required: a string or an array of token ids",
-                "prompt",
-            ))
-        }
-    };
+            )),
+            _ => {
+                return Err(bad(
+                    "`prompt` is required: a string or an array of token ids",
+                    "prompt",
+                ))
+            }
+        };
     if tokens.is_empty() {
         return Err(bad("`prompt` has no tokens", "prompt"));
     }
@@ -565,12 +570,16 @@ fn parse_completion(state: &AppState, body: &Bytes) -> Result<Parsed, Response> 
             ))
         }
     }
-    if !matches!(m.get("n"), None | Some(Value::Null)) && m.get("n").and_then(Value::as_u64) != Some(1)
+    if !matches!(m.get("n"), None | Some(Value::Null))
+        && m.get("n").and_then(Value::as_u64) != Some(1)
     {
         return Err(bad("`n` must be 1", "n"));
     }
     if m.get("stream").and_then(Value::as_bool) == Some(true) {
-        return Err(bad("streaming is not supported: `stream` must be false", "stream"));
+        return Err(bad(
+            "streaming is not supported: `stream` must be false",
+            "stream",
+        ));
     }
     if tokens.len() + max_tokens > MAX_CACHE_TOKENS {
         return Err(bad(
@@ -675,7 +684,12 @@ async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Respons
         let entries: Vec<Option<&Scored>> = out.completion.iter().map(Some).collect();
         (
             completion_text,
-            logprobs_json(model, &entries, &completion_ids, prompt_text.chars().count()),
+            logprobs_json(
+                model,
+                &entries,
+                &completion_ids,
+                prompt_text.chars().count(),
+            ),
         )
     };
     let created = std::time::SystemTime::now()
@@ -719,8 +733,10 @@ async fn tokenize(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
         return bad("`prompt` (a string) is required", "prompt");
     };
     match state.model.tokenizer.encode(text) {
-        Ok(ids) => Json(json!({"tokens": ids, "count": ids.len(), "max_model_len": MAX_CACHE_TOKENS}))
-            .into_response(),
+        Ok(ids) => {
+            Json(json!({"tokens": ids, "count": ids.len(), "max_model_len": MAX_CACHE_TOKENS}))
+                .into_response()
+        }
         Err(e) => bad(format!("cannot tokenize `prompt`: {e}"), "prompt"),
     }
 }

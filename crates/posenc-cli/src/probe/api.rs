@@ -45,6 +45,17 @@ impl Completion {
             })
     }
 
+    /// The most likely token at step `i` by the server's own logprobs (the first of the top list;
+    /// the sampled token when there is no list). Servers may sample something else even at
+    /// temperature 0 (llama-cpp-python applies its default `repeat_penalty` of 1.1), so
+    /// comparisons use this, not the sampled token.
+    pub fn top1(&self, i: usize) -> Option<&str> {
+        match self.top.get(i).and_then(|t| t.first()) {
+            Some((s, _)) => Some(s.as_str()),
+            None => self.tokens.get(i).map(String::as_str),
+        }
+    }
+
     /// Top-1 minus top-2 logprob at step `i` (infinite when only one is given).
     pub fn margin(&self, i: usize) -> f64 {
         match self.top.get(i).map(Vec::as_slice) {
@@ -211,8 +222,13 @@ impl Server {
                     }
                 }
                 // Not this route: try the next.
-                Err(HttpError::Status(s, _)) if known.is_none() && matches!(s, 404 | 405 | 400 | 422) => {
-                    last = format!("{last}{}POST {path}: HTTP {s}", if last.is_empty() { "" } else { "; " });
+                Err(HttpError::Status(s, _))
+                    if known.is_none() && matches!(s, 404 | 405 | 400 | 422) =>
+                {
+                    last = format!(
+                        "{last}{}POST {path}: HTTP {s}",
+                        if last.is_empty() { "" } else { "; " }
+                    );
                 }
                 Err(e) => return Err(format!("POST {path}: {e}")),
             }
@@ -232,7 +248,9 @@ fn parse_openai(answer: &Value) -> Result<Completion, String> {
     let lp = &choice["logprobs"];
     let mut c = Completion {
         text,
-        prompt_tokens: answer["usage"]["prompt_tokens"].as_u64().map(|n| n as usize),
+        prompt_tokens: answer["usage"]["prompt_tokens"]
+            .as_u64()
+            .map(|n| n as usize),
         ..Completion::default()
     };
     if lp.is_null() {
@@ -297,7 +315,9 @@ fn parse_llamacpp(answer: &Value) -> Result<Completion, String> {
                 .as_array()
                 .map(|a| {
                     a.iter()
-                        .filter_map(|e| Some((e["token"].as_str()?.to_string(), e["logprob"].as_f64()?)))
+                        .filter_map(|e| {
+                            Some((e["token"].as_str()?.to_string(), e["logprob"].as_f64()?))
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
@@ -309,7 +329,9 @@ fn parse_llamacpp(answer: &Value) -> Result<Completion, String> {
                 .as_array()
                 .map(|a| {
                     a.iter()
-                        .filter_map(|e| Some((e["tok_str"].as_str()?.to_string(), e["prob"].as_f64()?.ln())))
+                        .filter_map(|e| {
+                            Some((e["tok_str"].as_str()?.to_string(), e["prob"].as_f64()?.ln()))
+                        })
                         .collect()
                 })
                 .unwrap_or_default();

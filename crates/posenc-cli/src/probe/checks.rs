@@ -49,30 +49,38 @@ impl CheckReport {
     }
 }
 
-/// Thresholds of the comparisons.
+/// Thresholds of the comparisons (nats). The defaults and the measurements behind them are in
+/// [`super::ProbeArgs`].
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Tolerances {
-    /// Top-1 disagreements count only where the compared step's top-1 − top-2 margin exceeds this
-    /// (nats).
+    /// Top-1 disagreements count only where the compared step's top-1 − top-2 margin exceeds this.
     pub tie_margin: f64,
-    /// Largest |Δ logprob| accepted between two paths that must agree (nats).
-    pub logprob: f64,
+    /// Largest |Δ logprob| accepted between decode and prefill of the same text.
+    pub decode: f64,
+    /// Largest |Δ logprob| accepted between a prompt alone and in a batch.
+    pub batch: f64,
+    /// Largest |Δ logprob| accepted between a cold prompt and the same prompt from the cache.
+    pub prefix: f64,
 }
 
 /// Per-step comparison of two completions of the same text.
 #[derive(Debug, Clone, serde::Serialize)]
 struct StepCompare {
     step: usize,
+    /// Sampled tokens.
     token_a: String,
     token_b: String,
-    margin_a: f64,
-    /// |Δ logprob| of `token_a` between the two (None when `b` does not list it).
+    /// Most likely tokens by each side's logprobs.
+    top1_a: Option<String>,
+    top1_b: Option<String>,
+    margin_a: Option<f64>,
+    /// |Δ logprob| of `top1_a` between the two (None when `b` does not list it).
     logprob_diff: Option<f64>,
 }
 
-/// Compares `a` and `b` step by step up to the first token disagreement (the texts differ after
-/// it). Returns the steps, the worst |Δ logprob|, and the first disagreement at a margin above
-/// the tie threshold.
+/// Compares `a` and `b` step by step while their sampled tokens agree (the texts differ after
+/// that). Returns the steps, the worst |Δ logprob| and the first step whose most likely tokens
+/// differ at a top-1 margin above the tie threshold.
 fn compare_completions(
     a: &Completion,
     b: &Completion,
@@ -82,37 +90,39 @@ fn compare_completions(
     let mut worst = 0.0f64;
     let mut bad_split = None;
     for i in 0..a.tokens.len().min(b.tokens.len()) {
-        let (ta, tb) = (&a.tokens[i], &b.tokens[i]);
-        let diff = match (a.logprobs[i], b.logprob_of(i, ta)) {
-            (Some(x), Some(y)) => Some((x - y).abs()),
-            _ => None,
-        };
+        let (top_a, top_b) = (a.top1(i), b.top1(i));
+        let diff = top_a.and_then(|t| Some((a.logprob_of(i, t)? - b.logprob_of(i, t)?).abs()));
         if let Some(d) = diff {
             worst = worst.max(d);
         }
         let margin = a.margin(i);
         steps.push(StepCompare {
             step: i,
-            token_a: ta.clone(),
-            token_b: tb.clone(),
-            margin_a: margin,
+            token_a: a.tokens[i].clone(),
+            token_b: b.tokens[i].clone(),
+            top1_a: top_a.map(str::to_string),
+            top1_b: top_b.map(str::to_string),
+            margin_a: margin.is_finite().then_some(margin),
             logprob_diff: diff,
         });
-        if ta != tb {
-            if margin > tol.tie_margin {
-                bad_split = Some(i);
-            }
+        if top_a != top_b && margin > tol.tie_margin && bad_split.is_none() {
+            bad_split = Some(i);
+        }
+        if a.tokens[i] != b.tokens[i] {
             break;
         }
-    }
-    if bad_split.is_none() && a.tokens.len() != b.tokens.len() && steps.iter().all(|s| s.token_a == s.token_b) {
-        // Same tokens but one stopped early (EOS on one path only).
-        bad_split = Some(a.tokens.len().min(b.tokens.len()));
     }
     (steps, worst, bad_split)
 }
 
-fn repro(server: &Server, prompt: &str, max_tokens: usize, top: usize, echo: bool, note: &str) -> Repro {
+fn repro(
+    server: &Server,
+    prompt: &str,
+    max_tokens: usize,
+    top: usize,
+    echo: bool,
+    note: &str,
+) -> Repro {
     let (path, body) = server.completion_request(prompt, max_tokens, top, echo);
     Repro {
         path,
@@ -128,7 +138,14 @@ pub const TOP: usize = 5;
 pub fn decode_consistency(server: &Server, n_tokens: usize, tol: &Tolerances) -> CheckReport {
     const NAME: &str = "decode-consistency";
     let prompt = texts::DECODE_PROMPT;
-    let gen_repro = repro(server, prompt, n_tokens, TOP, false, "greedy decode (the server's decode path)");
+    let gen_repro = repro(
+        server,
+        prompt,
+        n_tokens,
+        TOP,
+        false,
+        "greedy decode (the server's decode path)",
+    );
     let generated = match server.complete(prompt, n_tokens, TOP, false) {
         Ok(c) if c.tokens.len() >= 2 => c,
         Ok(c) => {
@@ -172,19 +189,31 @@ pub fn decode_consistency(server: &Server, n_tokens: usize, tol: &Tolerances) ->
                 continue;
             }
             Err(e) => {
-                requests.push(repro(server, &text, 1, TOP, false, &format!("prefill of prompt + generated[..{k}]")));
+                requests.push(repro(
+                    server,
+                    &text,
+                    1,
+                    TOP,
+                    false,
+                    &format!("prefill of prompt + generated[..{k}]"),
+                ));
                 return CheckReport::error(NAME, &format!("prefill step {k}"), e, requests);
             }
         };
-        let decode_tok = &generated.tokens[k];
+        // Most likely tokens of the decode step and of the prefill, by their logprobs.
+        let decode_tok = generated.top1(k).unwrap_or_default().to_string();
+        let prefill_tok = r.top1(0).unwrap_or_default().to_string();
         let margin = generated.margin(k);
-        let diff = match (generated.logprobs[k], r.logprob_of(0, decode_tok)) {
+        let diff = match (
+            generated.logprob_of(k, &decode_tok),
+            r.logprob_of(0, &decode_tok),
+        ) {
             (Some(a), Some(b)) => Some((a - b).abs()),
             _ => None,
         };
         worst = worst.max(diff.unwrap_or(0.0));
-        let disagree = r.tokens[0] != *decode_tok && margin > tol.tie_margin;
-        let too_far = diff.is_some_and(|d| d > tol.logprob);
+        let disagree = prefill_tok != decode_tok && margin > tol.tie_margin;
+        let too_far = diff.is_some_and(|d| d > tol.decode);
         if (disagree || too_far) && failures.len() < 3 {
             requests.push(repro(
                 server,
@@ -193,8 +222,7 @@ pub fn decode_consistency(server: &Server, n_tokens: usize, tol: &Tolerances) ->
                 TOP,
                 false,
                 &format!(
-                    "prefill of prompt + generated[..{k}]: top-1 {:?} (logprob of {decode_tok:?} here vs decode {:?})",
-                    r.tokens[0], generated.logprobs[k]
+                    "prefill of prompt + generated[..{k}]: top-1 {prefill_tok:?}, decode step {k}: top-1 {decode_tok:?} (|Δ logprob| {diff:?})",
                 ),
             ));
         }
@@ -202,7 +230,7 @@ pub fn decode_consistency(server: &Server, n_tokens: usize, tol: &Tolerances) ->
             failures.push(k);
         }
         steps.push(json!({
-            "step": k, "decode_token": decode_tok, "prefill_token": r.tokens[0],
+            "step": k, "sampled": generated.tokens[k], "decode_top1": decode_tok, "prefill_top1": prefill_tok,
             "decode_margin": finite(margin), "logprob_diff": diff,
         }));
     }
@@ -217,7 +245,7 @@ pub fn decode_consistency(server: &Server, n_tokens: usize, tol: &Tolerances) ->
     let summary = match verdict {
         Verdict::Pass => format!(
             "decode and prefill agree at all {compared} steps (max |Δ logprob| {worst:.2e} ≤ {}; {skipped} steps skipped where the text retokenizes differently)",
-            tol.logprob
+            tol.decode
         ),
         Verdict::Fail => format!(
             "decode and prefill disagree at {} of {compared} steps (first at step {}; max |Δ logprob| {worst:.3}): decoded tokens get other positions or another cache than a prefill of the same text (wrong decode position ids, KV-cache misuse, or a scaling applied in one path only)",
@@ -251,7 +279,16 @@ pub fn batch_invariance(server: &Server, n_tokens: usize, tol: &Tolerances) -> C
     let prompts = texts::batch_prompts();
     let requests: Vec<Repro> = prompts
         .iter()
-        .map(|p| repro(server, p, n_tokens, TOP, false, "sent alone, then all of these at once"))
+        .map(|p| {
+            repro(
+                server,
+                p,
+                n_tokens,
+                TOP,
+                false,
+                "sent alone, then all of these at once",
+            )
+        })
         .collect();
     let mut alone = Vec::new();
     for p in &prompts {
@@ -273,7 +310,9 @@ pub fn batch_invariance(server: &Server, n_tokens: usize, tol: &Tolerances) -> C
     for (i, (a, answer)) in alone.iter().zip(answers).enumerate() {
         let answer = match answer {
             Ok(v) => v,
-            Err(e) => return CheckReport::error(NAME, "the concurrent requests", e.to_string(), requests),
+            Err(e) => {
+                return CheckReport::error(NAME, "the concurrent requests", e.to_string(), requests)
+            }
         };
         batch_sizes.push(answer["posenc"]["batch_size"].as_u64());
         let b = match server.parse(&answer) {
@@ -291,7 +330,7 @@ pub fn batch_invariance(server: &Server, n_tokens: usize, tol: &Tolerances) -> C
         }
         let (steps, w, split) = compare_completions(a, &b, tol);
         worst = worst.max(w);
-        let bad = split.is_some() || w > tol.logprob;
+        let bad = split.is_some() || w > tol.batch;
         if bad {
             failing.push(i);
         }
@@ -306,12 +345,16 @@ pub fn batch_invariance(server: &Server, n_tokens: usize, tol: &Tolerances) -> C
     } else {
         format!("the server reports batch sizes {known:?}")
     };
-    let verdict = if failing.is_empty() { Verdict::Pass } else { Verdict::Fail };
+    let verdict = if failing.is_empty() {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
+    };
     let summary = if failing.is_empty() {
         format!(
             "{} prompts of different lengths give the same greedy tokens alone and sent at once (max |Δ logprob| {worst:.2e} ≤ {}; {batch_note})",
             prompts.len(),
-            tol.logprob
+            tol.batch
         )
     } else {
         format!(
@@ -335,7 +378,10 @@ pub fn prefix_cache(server: &Server, n_tokens: usize, tol: &Tolerances, nonce: u
     let a = format!("{long}{}", texts::ENDING_A);
     let b = format!("{long}{}", texts::ENDING_B);
     let order = [
-        (&a, "A, cold (the run's nonce makes its prefix new to the server)"),
+        (
+            &a,
+            "A, cold (the run's nonce makes its prefix new to the server)",
+        ),
         (&a, "A again: served from the prefix cache"),
         (&b, "B: shares A's long prefix (a partial cache hit)"),
         (&b, "B again: its own prefix is cached now"),
@@ -364,21 +410,30 @@ pub fn prefix_cache(server: &Server, n_tokens: usize, tol: &Tolerances, nonce: u
     let mut pairs = Vec::new();
     let mut failing = Vec::new();
     let mut worst = 0.0f64;
-    for (label, (x, y)) in [("A cold vs A repeated", (0, 1)), ("B (partial hit) vs B repeated", (2, 3))] {
+    for (label, (x, y)) in [
+        ("A cold vs A repeated", (0, 1)),
+        ("B (partial hit) vs B repeated", (2, 3)),
+    ] {
         let (steps, w, split) = compare_completions(&got[x], &got[y], tol);
         worst = worst.max(w);
-        if split.is_some() || w > tol.logprob {
+        if split.is_some() || w > tol.prefix {
             failing.push(label);
         }
-        pairs.push(json!({"pair": label, "max_abs_logprob_diff": w, "first_disagreement": split,
-                          "tokens": [got[x].tokens, got[y].tokens], "steps": steps}));
+        pairs.push(
+            json!({"pair": label, "max_abs_logprob_diff": w, "first_disagreement": split,
+                          "tokens": [got[x].tokens, got[y].tokens], "steps": steps}),
+        );
     }
-    let verdict = if failing.is_empty() { Verdict::Pass } else { Verdict::Fail };
+    let verdict = if failing.is_empty() {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
+    };
     let summary = if failing.is_empty() {
         format!(
             "a {}-token prompt and a prompt sharing its prefix give the same tokens cold and from the cache (max |Δ logprob| {worst:.2e} ≤ {})",
             prompt_tokens.map(|n| n.to_string()).unwrap_or_else(|| "long".into()),
-            tol.logprob
+            tol.prefix
         )
     } else {
         format!(

@@ -73,9 +73,9 @@ impl Client {
         }
         let (host, port) = match authority.rsplit_once(':') {
             Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
-                let port: u16 = p
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("--url {url}: the port {p:?} is not a number in 1..=65535"))?;
+                let port: u16 = p.parse().map_err(|_| {
+                    anyhow::anyhow!("--url {url}: the port {p:?} is not a number in 1..=65535")
+                })?;
                 (h.to_string(), port)
             }
             _ => (authority.to_string(), 80),
@@ -151,7 +151,12 @@ impl Client {
         }
     }
 
-    async fn once(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, HttpError> {
+    async fn once(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, HttpError> {
         let stream = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(|e| HttpError::Connect(e.to_string()))?;

@@ -60,7 +60,9 @@ pub fn passkey(server: &Server, opts: &PasskeyOptions) -> (CheckReport, Option<P
                             CheckReport {
                                 name: NAME,
                                 verdict: Verdict::Error,
-                                summary: format!("building the prompt of length {length}, depth {depth}: {e}"),
+                                summary: format!(
+                                    "building the prompt of length {length}, depth {depth}: {e}"
+                                ),
                                 numbers: Value::Null,
                                 requests,
                             },
@@ -88,10 +90,17 @@ pub fn passkey(server: &Server, opts: &PasskeyOptions) -> (CheckReport, Option<P
             for ((key, _, n), (answer, (path, body))) in
                 prompts.iter().zip(answers.into_iter().zip(bodies))
             {
-                let generated = match answer.map_err(|e| e.to_string()).and_then(|v| server.parse(&v)) {
+                let generated = match answer
+                    .map_err(|e| e.to_string())
+                    .and_then(|v| server.parse(&v))
+                {
                     Ok(c) => c.text,
                     Err(e) => {
-                        requests.push(Repro { path, body, note: "the failing passkey request".into() });
+                        requests.push(Repro {
+                            path,
+                            body,
+                            note: "the failing passkey request".into(),
+                        });
                         return (
                             CheckReport {
                                 name: NAME,
@@ -121,7 +130,12 @@ pub fn passkey(server: &Server, opts: &PasskeyOptions) -> (CheckReport, Option<P
             let acc = right as f64 / trials.len().max(1) as f64;
             row.push(acc);
             row_ci.push(wilson_interval(right, trials.len(), Z95));
-            cells.push(Cell { length, depth, accuracy: acc, trials });
+            cells.push(Cell {
+                length,
+                depth,
+                accuracy: acc,
+                trials,
+            });
         }
         accuracy.push(row);
         intervals.push(row_ci);
@@ -161,7 +175,12 @@ pub fn passkey(server: &Server, opts: &PasskeyOptions) -> (CheckReport, Option<P
         .lengths
         .iter()
         .zip(&accuracy)
-        .map(|(l, row)| format!("{l}: {:.2}", row.iter().sum::<f64>() / row.len().max(1) as f64))
+        .map(|(l, row)| {
+            format!(
+                "{l}: {:.2}",
+                row.iter().sum::<f64>() / row.len().max(1) as f64
+            )
+        })
         .collect();
     let summary = match opts.min_rate {
         None => format!("mean retrieval rate by length: {}", per_length.join(", ")),
