@@ -462,6 +462,8 @@ fn bad(message: impl Into<String>, param: &str) -> Response {
     api_error(StatusCode::BAD_REQUEST, message, Some(param))
 }
 
+// The error is the finished 4xx answer, returned once per request: boxing it buys nothing.
+#[allow(clippy::result_large_err)]
 fn parse_object(body: &Bytes) -> Result<Map<String, Value>, Response> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
@@ -470,6 +472,8 @@ fn parse_object(body: &Bytes) -> Result<Map<String, Value>, Response> {
     }
 }
 
+// The error is the finished 4xx answer, returned once per request: boxing it buys nothing.
+#[allow(clippy::result_large_err)]
 fn optional_usize(
     m: &Map<String, Value>,
     field: &str,
@@ -486,6 +490,8 @@ fn optional_usize(
     }
 }
 
+// The error is the finished 4xx answer, returned once per request: boxing it buys nothing.
+#[allow(clippy::result_large_err)]
 fn check_model(state: &AppState, m: &Map<String, Value>) -> Result<(), Response> {
     match m.get("model") {
         None | Some(Value::Null) => Ok(()),
@@ -509,6 +515,8 @@ struct Parsed {
     echo: bool,
 }
 
+// The error is the finished 4xx answer, returned once per request: boxing it buys nothing.
+#[allow(clippy::result_large_err)]
 fn parse_completion(state: &AppState, body: &Bytes) -> Result<Parsed, Response> {
     let m = parse_object(body)?;
     check_model(state, &m)?;

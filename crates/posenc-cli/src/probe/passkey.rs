@@ -159,9 +159,11 @@ pub fn passkey(server: &Server, opts: &PasskeyOptions) -> (CheckReport, Option<P
                 .enumerate()
                 .flat_map(|(i, &l)| {
                     let intervals = &intervals;
-                    opts.depths.iter().enumerate().filter_map(move |(j, &d)| {
-                        (intervals[i][j].1 < min).then(|| json!({"length": l, "depth": d}))
-                    })
+                    opts.depths
+                        .iter()
+                        .enumerate()
+                        .filter(move |&(j, _)| intervals[i][j].1 < min)
+                        .map(move |(_, &d)| json!({"length": l, "depth": d}))
                 })
                 .collect()
         })
