@@ -248,6 +248,40 @@ fn posenc_server_passes_clean_with_reference_and_answers_bad_requests_with_json_
     let (s, v) = http(&server.url, "GET", "/nowhere", "");
     assert_eq!(s, 404);
     assert!(v["error"]["message"].is_string());
+
+    // A tiny passkey grid through the API: prompts sized with the server's /tokenize to fill the
+    // cell (length − 10 generated tokens), the grid written as `posenc model passkey` writes it.
+    let out = std::env::temp_dir().join(format!("posenc-probe-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let (code, report, err) = probe(
+        &server.url,
+        &[
+            "--checks",
+            "passkey",
+            "--passkey-lengths",
+            "192",
+            "--passkey-depths",
+            "0,1",
+            "--passkey-trials",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{report:#}\n{err}");
+    let p = check(&report, "passkey");
+    assert_eq!(p["verdict"], "info", "{p:#}");
+    let grid: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("passkey.json")).unwrap()).unwrap();
+    assert_eq!(grid["lengths"], serde_json::json!([192]));
+    for cell in grid["cells"].as_array().unwrap() {
+        let n = cell["trials"][0]["prompt_tokens"].as_u64().unwrap();
+        // The largest filler that fits: within a few tokens of the 182-token budget.
+        assert!((170..=182).contains(&n), "{cell}");
+    }
+    let ci = &p["numbers"]["wilson95"][0][0];
+    assert!(ci[0].as_f64().unwrap() >= 0.0 && ci[1].as_f64().unwrap() <= 1.0);
+    let _ = std::fs::remove_dir_all(&out);
 }
 
 /// Runs the three checks against a server with `bug` and asserts that exactly `caught_by` fails.
