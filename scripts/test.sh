@@ -15,6 +15,9 @@ fi
 echo "== MKL kernels (hf precision mode reproduces torch's cos/sin with them)"
 scripts/install-mkl.sh >/dev/null
 
+echo "== llama.cpp (llama-cpp-python's server, for the probe tests; cached after the first build)"
+scripts/install-llama-cpp.sh >/dev/null
+
 echo "== cargo test (release)"
 cargo test --release --workspace --locked
 

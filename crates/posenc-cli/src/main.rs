@@ -14,7 +14,9 @@ mod core_cmds;
 mod lab_cmd;
 mod learn_cmd;
 mod model_cmd;
+mod model_serve;
 mod plots;
+mod probe;
 mod serve;
 mod tables;
 
@@ -58,6 +60,9 @@ enum Command {
     Bench(bench_cmd::BenchArgs),
     /// Train small transformers with each position scheme and test them past their training length.
     Lab(lab_cmd::LabArgs),
+    /// Position diagnostics of a running inference server through its HTTP API (OpenAI-compatible
+    /// or llama.cpp): decode vs prefill, batch invariance, prefix cache, passkey, reference logprobs.
+    Probe(probe::ProbeArgs),
 }
 
 /// Runs one subcommand and returns the process exit status. An `Err` is reported as one line
@@ -76,6 +81,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Advise(args) => learn_cmd::advise_cmd(args),
         Command::Bench(args) => bench_cmd::run(args),
         Command::Lab(args) => lab_cmd::run(args),
+        Command::Probe(args) => probe::run(args),
     }
 }
 

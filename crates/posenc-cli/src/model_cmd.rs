@@ -53,6 +53,9 @@ enum ModelCommand {
     AttentionStats(AttentionStatsArgs),
     /// Time prefill and decode (tokens per second).
     Bench(BenchArgs),
+    /// An OpenAI-compatible completions server over this runner on 127.0.0.1 (greedy, with
+    /// logprobs, echo, a prefix cache and batching), optionally with a position bug injected.
+    Serve(crate::model_serve::ModelServeArgs),
 }
 
 /// Which GGUF file to run.
@@ -66,14 +69,14 @@ pub(crate) struct ModelFileArgs {
 
 /// A RoPE scaling on top of the model's own.
 #[derive(clap::Args, Clone)]
-struct RopeArgs {
+pub(crate) struct RopeArgs {
     /// Scaling as TYPE[:key=value,...], e.g. `yarn:factor=4,original_max_position_embeddings=8192`,
     /// `linear:factor=2`, `ntk:factor=2`, `dynamic:factor=2`, `none`.
     #[arg(long, value_name = "SPEC", conflicts_with = "rope_config")]
-    rope_scaling: Option<String>,
+    pub(crate) rope_scaling: Option<String>,
     /// A Hugging Face config.json whose RoPE scaling is applied (its base must be the model's).
     #[arg(long, value_name = "FILE")]
-    rope_config: Option<PathBuf>,
+    pub(crate) rope_config: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -263,6 +266,7 @@ pub fn run(args: ModelArgs) -> anyhow::Result<i32> {
         ModelCommand::Perplexity(a) => run_perplexity(a),
         ModelCommand::AttentionStats(a) => run_attention_stats(a),
         ModelCommand::Bench(a) => run_bench(a),
+        ModelCommand::Serve(a) => crate::model_serve::run(a),
     }
 }
 
@@ -314,7 +318,7 @@ pub(crate) fn load_model_from(args: &ModelFileArgs) -> anyhow::Result<Model> {
 }
 
 /// The model's RoPE with the requested scaling (and prints config lint warnings on stderr).
-fn rope_setup(model: &Model, args: &RopeArgs) -> anyhow::Result<RopeSetup> {
+pub(crate) fn rope_setup(model: &Model, args: &RopeArgs) -> anyhow::Result<RopeSetup> {
     let own = &model.llama.rope;
     if let Some(spec) = &args.rope_scaling {
         let params = scaling::parse_spec(spec, &own.params)?;

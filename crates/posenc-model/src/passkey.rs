@@ -83,20 +83,50 @@ pub fn passkey(seed: u64, length: usize, depth: f64, trial: usize) -> u32 {
 /// The prompt of one cell: the most filler (split at `depth`) that keeps the prompt within
 /// `max_tokens` tokens. Returns the prompt's token ids.
 pub fn cell_prompt(tok: &Tokenizer, key: u32, max_tokens: usize, depth: f64) -> Result<Vec<u32>> {
+    fit_prompt(key, max_tokens, depth, |text| {
+        let ids = tok.encode(text)?;
+        Ok((ids.len(), ids))
+    })
+    .map(|(_, ids)| ids)
+}
+
+/// [`cell_prompt`] with any tokenizer: `count(text)` returns the number of tokens of `text`
+/// (for example from a server's `/tokenize` endpoint). Returns the prompt text and its token
+/// count. The same search as [`cell_prompt`], so both build the same prompt for the same counts.
+pub fn cell_prompt_text(
+    key: u32,
+    max_tokens: usize,
+    depth: f64,
+    mut count: impl FnMut(&str) -> Result<usize>,
+) -> Result<(String, usize)> {
+    let (n, text) = fit_prompt(key, max_tokens, depth, |text| {
+        Ok((count(text)?, text.to_string()))
+    })?;
+    Ok((text, n))
+}
+
+/// The largest filler length whose prompt fits `max_tokens` tokens; `measure(text)` returns the
+/// token count of `text` and what the caller keeps of it.
+fn fit_prompt<T>(
+    key: u32,
+    max_tokens: usize,
+    depth: f64,
+    mut measure: impl FnMut(&str) -> Result<(usize, T)>,
+) -> Result<(usize, T)> {
     if !(0.0..=1.0).contains(&depth) {
         return Err(
             posenc::Error::invalid("depth", format!("a number in [0, 1], got {depth}")).into(),
         );
     }
-    let build = |chars: usize| -> Result<Vec<u32>> {
+    let mut build = |chars: usize| -> Result<(usize, T)> {
         let prefix = (chars as f64 * depth).round() as usize;
-        tok.encode(&prompt(key, prefix, chars - prefix))
+        measure(&prompt(key, prefix, chars - prefix))
     };
     let empty = build(0)?;
-    if empty.len() > max_tokens {
+    if empty.0 > max_tokens {
         return Err(Error::Model(format!(
             "a passkey prompt needs at least {} tokens; the cell allows {max_tokens}",
-            empty.len()
+            empty.0
         )));
     }
     // Largest filler length whose prompt fits (the count grows with the filler, by about one
@@ -105,15 +135,30 @@ pub fn cell_prompt(tok: &Tokenizer, key: u32, max_tokens: usize, depth: f64) -> 
     let mut best = empty;
     while lo < hi {
         let mid = (lo + hi).div_ceil(2);
-        let ids = build(mid)?;
-        if ids.len() <= max_tokens {
+        let fitted = build(mid)?;
+        if fitted.0 <= max_tokens {
             lo = mid;
-            best = ids;
+            best = fitted;
         } else {
             hi = mid - 1;
         }
     }
     Ok(best)
+}
+
+/// The Wilson score interval of `successes` out of `trials` at normal quantile `z` (1.96 for
+/// 95%): `(low, high)` within `[0, 1]`; `(0, 1)` for zero trials. Unlike the normal
+/// approximation it stays inside `[0, 1]` and is not empty at 0 or `trials` successes.
+pub fn wilson_interval(successes: usize, trials: usize, z: f64) -> (f64, f64) {
+    if trials == 0 {
+        return (0.0, 1.0);
+    }
+    let n = trials as f64;
+    let p = successes.min(trials) as f64 / n;
+    let z2 = z * z;
+    let centre = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
+    let half = z / (1.0 + z2 / n) * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    ((centre - half).max(0.0), (centre + half).min(1.0))
 }
 
 /// What to run.
@@ -371,6 +416,22 @@ mod tests {
         distinct.dedup();
         assert!(distinct.len() > 40);
         assert_ne!(passkey(7, 1024, 0.5, 0), passkey(8, 1024, 0.5, 0));
+    }
+
+    #[test]
+    fn wilson_matches_the_closed_form_at_known_points() {
+        // 0/5 and 5/5 at z = 1.96: upper (lower) bound z²/(n + z²) from the closed form.
+        let z = 1.96f64;
+        let edge = z * z / (5.0 + z * z);
+        let (lo, hi) = wilson_interval(0, 5, z);
+        assert_eq!(lo, 0.0);
+        assert!((hi - edge).abs() < 1e-12, "{hi} vs {edge}");
+        let (lo, hi) = wilson_interval(5, 5, z);
+        assert!((lo - (1.0 - edge)).abs() < 1e-12 && hi == 1.0);
+        // 50/100: centre 0.5, symmetric, narrower than 0.1 each side.
+        let (lo, hi) = wilson_interval(50, 100, z);
+        assert!((lo + hi - 1.0).abs() < 1e-12 && hi - 0.5 < 0.1 && hi - 0.5 > 0.09);
+        assert_eq!(wilson_interval(0, 0, z), (0.0, 1.0));
     }
 
     #[test]
