@@ -143,21 +143,25 @@ fn ray_launcher_on_a_loopback_head_matches_a_local_sweep() {
     ];
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("ray");
-    let run = Command::new(&python)
-        .arg(repo().join("scripts/lab-ray.py"))
-        .args([
-            "--address",
-            &address,
-            "--out",
-            out.to_str().unwrap(),
-            "--posenc",
-            env!("CARGO_BIN_EXE_posenc"),
-            "--",
-        ])
-        .args(grid)
-        .env("RAY_USAGE_STATS_ENABLED", "0")
-        .output()
-        .expect("run scripts/lab-ray.py");
+    // One launch of the Ray launcher over the grid, against the head above.
+    let launch = || {
+        Command::new(&python)
+            .arg(repo().join("scripts/lab-ray.py"))
+            .args([
+                "--address",
+                &address,
+                "--out",
+                out.to_str().unwrap(),
+                "--posenc",
+                env!("CARGO_BIN_EXE_posenc"),
+                "--",
+            ])
+            .args(grid)
+            .env("RAY_USAGE_STATS_ENABLED", "0")
+            .output()
+            .expect("run scripts/lab-ray.py")
+    };
+    let run = launch();
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "lab-ray.py failed: {stderr}");
     assert!(stderr.contains("grid of 4 cells, 4 to run"), "{stderr}");
@@ -166,21 +170,7 @@ fn ray_launcher_on_a_loopback_head_matches_a_local_sweep() {
     }
     assert_eq!(std::fs::read_dir(out.join("cells")).unwrap().count(), 4);
     // A second launch finds every cell done and submits nothing.
-    let again = Command::new(&python)
-        .arg(repo().join("scripts/lab-ray.py"))
-        .args([
-            "--address",
-            &address,
-            "--out",
-            out.to_str().unwrap(),
-            "--posenc",
-            env!("CARGO_BIN_EXE_posenc"),
-            "--",
-        ])
-        .args(grid)
-        .env("RAY_USAGE_STATS_ENABLED", "0")
-        .output()
-        .unwrap();
+    let again = launch();
     assert!(String::from_utf8_lossy(&again.stderr).contains("0 to run"));
     drop(head);
 
